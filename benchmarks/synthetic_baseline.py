@@ -1,0 +1,145 @@
+"""Train and score the default model on a raw-data folder, with the pipeline's core functions.
+
+manifest -> balanced index -> splits -> train (TrainingParams defaults) -> test metrics
+-> Grad-CAM scores on every test image. Prints the figures, then one JSON line.
+
+    .venv/bin/python benchmarks/synthetic_baseline.py [--data-dir data] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brain_pipeline.core import dedup, evaluation, gradcam, splits
+from brain_pipeline.core.imaging import (
+    build_tensor_cache,
+    class_indices,
+    filesystem_path,
+    load_image,
+    preprocess_with_mask,
+)
+from brain_pipeline.core.manifest import build_manifest
+from brain_pipeline.core.sources import TARGET_CLASSES, load_raw_data_config
+from brain_pipeline.core.synthetic import lesion_mask_path
+from brain_pipeline.core.training import predict_probabilities, train_classifier
+from brain_pipeline.defs.assets import IndexConfig, SplitConfig, TrainingParams
+
+REPO = Path(__file__).resolve().parents[1]
+OVERRIDABLE = ("epochs", "image_size", "batch_size", "learning_rate", "early_stopping_patience",
+               "warmup_epochs", "seed")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data")
+    parser.add_argument("--artifacts-dir", type=Path, default=None, help="default: a temp dir")
+    defaults = TrainingParams()
+    for name in OVERRIDABLE:
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--no-augment", action="store_true")
+    return parser.parse_args()
+
+
+def explained_inputs(raw, frame, size: int):
+    """Preprocessed images and lesion masks (None where there is none), as gradcam_gallery."""
+    roots = {spec.name: spec.root for spec in raw.datasets}
+    images, masks = [], []
+    for dataset, relative in zip(frame["dataset"], frame["path"], strict=True):
+        mask = None
+        if raw.lesion_masks_dir is not None:
+            mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
+            if mask_file.exists():
+                mask = np.asarray(Image.open(mask_file).convert("L")) > 127
+        image = load_image(filesystem_path(roots[dataset], relative))
+        tensor, moved = preprocess_with_mask(image, mask, size)
+        images.append(tensor)
+        masks.append(moved)
+    return np.stack(images), masks
+
+
+def run(args: argparse.Namespace, artifacts: Path) -> dict:
+    raw = load_raw_data_config(args.data_dir)
+    manifest, _ = build_manifest(raw.datasets)
+    index_config, split_config = IndexConfig(), SplitConfig()
+    index, _, _ = dedup.build_balanced_index(
+        manifest, seed=index_config.seed, near_duplicate_cosine=index_config.near_duplicate_cosine
+    )
+    table = splits.assign_splits(
+        index,
+        salt=split_config.salt,
+        val_fraction=split_config.val_fraction,
+        test_fraction=split_config.test_fraction,
+    )
+    print(splits.split_class_counts(table).to_string(), "\n")
+
+    overrides = {name: getattr(args, name) for name in OVERRIDABLE}
+    params = TrainingParams(**overrides, augment=not args.no_augment)
+    config = params.to_core()
+    print("config:", json.dumps(dataclasses.asdict(config)))
+    roots = {spec.name: spec.root for spec in raw.datasets}
+
+    def tensors(split: str):
+        frame = table[table["split"] == split].reset_index(drop=True)
+        pairs = zip(frame["dataset"], frame["path"], strict=True)
+        files = [filesystem_path(roots[dataset], path) for dataset, path in pairs]
+        cache = build_tensor_cache(files, list(frame["sha256"]), config.image_size, artifacts)
+        return frame, cache, class_indices(list(frame["target_class"]), TARGET_CLASSES)
+
+    _, train_x, train_y = tensors("train")
+    _, val_x, val_y = tensors("val")
+    test, test_x, test_y = tensors("test")
+    result = train_classifier(
+        train_x, train_y, val_x, val_y, config, class_names=TARGET_CLASSES,
+        resume_dir=artifacts / "resume", log=print,
+    )
+    probabilities = predict_probabilities(result.model, test_x)
+    metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
+    per_dataset = evaluation.metrics_by_group(
+        test_y, probabilities, list(test["dataset"]), TARGET_CLASSES
+    )
+    print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, "
+          f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
+    print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
+    print("per dataset:", json.dumps(per_dataset))
+
+    images, masks = explained_inputs(raw, test, config.image_size)
+    predicted = predict_probabilities(result.model, images).argmax(axis=1)
+    heatmaps = gradcam.gradcam(result.model, images, predicted)
+    scores = gradcam.score_explanations(
+        result.model, images, heatmaps, predicted, lesion_masks=masks
+    ).as_dict()
+    print("grad-cam on all test images:", json.dumps(scores))
+    return {
+        "test_accuracy": round(metrics["accuracy"], 4),
+        "test_macro_f1": round(metrics["f1_macro"], 4),
+        "confusion_matrix": metrics["confusion_matrix"],
+        "train_seconds": round(result.train_seconds, 1),
+        "epochs_run": result.epochs_run,
+        **{k: round(scores[k], 4) if scores[k] is not None else None
+           for k in ("heat_in_brain", "pointing_game", "deletion_auc", "deletion_auc_random")},
+        "n_train": int(len(train_y)),
+        "n_test": int(len(test_y)),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    if args.artifacts_dir is not None:
+        args.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        summary = run(args, args.artifacts_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bp_bench_") as tmp:
+            summary = run(args, Path(tmp))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

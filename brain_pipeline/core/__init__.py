@@ -1,0 +1,1 @@
+"""The core: plain Python, NumPy and Keras. Nothing here imports dagster."""

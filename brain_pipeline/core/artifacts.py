@@ -1,0 +1,116 @@
+"""Writing artifact files safely, and the provenance record beside each of them.
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a
+reader sees either the old file or the complete new one, never a partial file, even if the
+writer is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PROVENANCE_FILE_NAME = "provenance.json"
+_TRACKED_PACKAGES = (
+    "brain_pipeline",
+    "dagster",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "pillow",
+    "codecarbon",
+)
+
+
+@contextmanager
+def atomic_path(destination: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `destination`; rename it into place on success."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, destination)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(destination: Path, data: bytes) -> Path:
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(data)
+    return Path(destination)
+
+
+def write_json(destination: Path, payload: Any) -> Path:
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default)
+    return write_bytes(destination, text.encode("utf-8"))
+
+
+def write_parquet(destination: Path, frame: pd.DataFrame) -> Path:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return write_bytes(destination, buffer.getvalue())
+
+
+def write_figure(destination: Path, figure: Any, dpi: int = 110) -> bytes:
+    """Save a matplotlib figure as PNG atomically; return the PNG bytes for the UI."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    png = buffer.getvalue()
+    write_bytes(destination, png)
+    return png
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_provenance(artifact_dir: Path, record: dict[str, Any]) -> Path:
+    """Write `provenance.json` into an artifact folder (package versions added)."""
+    full = {**record, "package_versions": package_versions()}
+    return write_json(Path(artifact_dir) / PROVENANCE_FILE_NAME, full)
+
+
+def find_provenance(artifact_path: Path) -> Path | None:
+    """The provenance record that covers a file: the nearest `provenance.json` above it."""
+    path = Path(artifact_path).resolve()
+    for folder in [path, *path.parents] if path.is_dir() else path.parents:
+        candidate = folder / PROVENANCE_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")

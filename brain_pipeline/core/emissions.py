@@ -1,0 +1,219 @@
+"""Energy and carbon of a compute step, measured with codecarbon, offline.
+
+codecarbon's OfflineEmissionsTracker never touches the network: the carbon intensity comes
+from its bundled per-country table. When it cannot measure (not installed, fails to start,
+no power source), the record says "not measured" and why, instead of reporting a zero.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from brain_pipeline.core.artifacts import write_parquet
+
+RECORD_COLUMNS = [
+    "asset_key",
+    "run_id",
+    "model_version",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "energy_kwh",
+    "cpu_energy_kwh",
+    "gpu_energy_kwh",
+    "ram_energy_kwh",
+    "emissions_kg",
+    "measurement_mode",
+    "measured",
+    "not_measured_reason",
+    "cpu_model",
+    "gpu_model",
+    "country_iso_code",
+    "pue",
+    "codecarbon_version",
+]
+
+# codecarbon's CPU modes, in words a reader understands.
+_MODE_NAMES = {
+    "intel_rapl": "RAPL (measured)",
+    "intel_power_gadget": "Intel Power Gadget (measured)",
+    "powermetrics": "powermetrics (measured)",
+    "cpu_load": "TDP estimate scaled by CPU load",
+    "tdp": "TDP estimate",
+    "constant": "constant power assumption",
+}
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    enabled: bool = True
+    country_iso_code: str = "USA"
+    region: str | None = None
+    pue: float = 1.0
+    measure_power_secs: float = 1.0
+
+
+@dataclass
+class StepMeasurement:
+    """Filled in when the tracked block ends; `record` then holds one RECORD_COLUMNS row."""
+
+    asset_key: str
+    run_id: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _start_tracker(settings: TrackerSettings):
+    from codecarbon import OfflineEmissionsTracker
+
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    options: dict[str, Any] = {
+        "country_iso_code": settings.country_iso_code,
+        "measure_power_secs": settings.measure_power_secs,
+        "save_to_file": False,
+        "log_level": "error",
+        "pue": settings.pue,
+        "project_name": "brain_pipeline",
+    }
+    if settings.region:
+        options["region"] = settings.region
+    tracker = OfflineEmissionsTracker(**options)
+    tracker.start()
+    return tracker
+
+
+def _measurement_mode(tracker) -> str:
+    modes = [getattr(h, "_mode", None) for h in getattr(tracker, "_hardware", [])]
+    names = [_MODE_NAMES.get(m, str(m)) for m in modes if m]
+    return "; ".join(dict.fromkeys(names)) or "unknown"
+
+
+@contextmanager
+def track_step(
+    settings: TrackerSettings, *, asset_key: str, run_id: str, model_version: str | None = None
+) -> Iterator[StepMeasurement]:
+    """Measure the energy of the block; the asset's own errors still propagate."""
+    measurement = StepMeasurement(asset_key=asset_key, run_id=run_id)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    tracker, reason = None, ""
+    if not settings.enabled:
+        reason = "tracking disabled in the carbon tracker settings"
+    else:
+        try:
+            tracker = _start_tracker(settings)
+        except Exception as exc:  # codecarbon failing must never fail the asset
+            reason = f"codecarbon could not start: {type(exc).__name__}: {exc}"
+    try:
+        yield measurement
+    finally:
+        data, mode = None, "not measured"
+        if tracker is not None:
+            try:
+                tracker.stop()
+                data = tracker.final_emissions_data
+                mode = _measurement_mode(tracker)
+            except Exception as exc:
+                reason = f"codecarbon failed while stopping: {type(exc).__name__}: {exc}"
+        measurement.record = _record(
+            measurement,
+            settings,
+            model_version,
+            started_at,
+            time.perf_counter() - started,
+            data,
+            mode,
+            reason,
+        )
+
+
+def _record(measurement, settings, model_version, started_at, seconds, data, mode, reason):
+    measured = data is not None
+    return {
+        "asset_key": measurement.asset_key,
+        "run_id": measurement.run_id,
+        "model_version": model_version,
+        "started_at": started_at.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "duration_s": float(seconds),
+        "energy_kwh": float(data.energy_consumed) if measured else None,
+        "cpu_energy_kwh": float(data.cpu_energy) if measured else None,
+        "gpu_energy_kwh": float(data.gpu_energy) if measured else None,
+        "ram_energy_kwh": float(data.ram_energy) if measured else None,
+        "emissions_kg": float(data.emissions) if measured else None,
+        "measurement_mode": mode,
+        "measured": measured,
+        "not_measured_reason": "" if measured else reason,
+        "cpu_model": data.cpu_model if measured else None,
+        "gpu_model": (data.gpu_model or None) if measured else None,
+        "country_iso_code": settings.country_iso_code,
+        "pue": settings.pue,
+        "codecarbon_version": data.codecarbon_version if measured else _codecarbon_version(),
+    }
+
+
+def _codecarbon_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("codecarbon")
+    except Exception:
+        return None
+
+
+def append_history(history_path: Path, records: list[dict]) -> pd.DataFrame:
+    """Add records to the parquet history (one row per asset and run), under a file lock.
+
+    Re-adding a record with the same asset_key and run_id replaces it, so collecting the same
+    steps twice does not double-count their energy.
+    """
+    history_path = Path(history_path)
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(history_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = (
+            pd.read_parquet(history_path)
+            if history_path.exists()
+            else pd.DataFrame(columns=RECORD_COLUMNS)
+        )
+        incoming = pd.DataFrame(records, columns=RECORD_COLUMNS)
+        frames = [f for f in (previous, incoming) if not f.empty]
+        combined = pd.concat(frames, ignore_index=True) if frames else incoming
+        combined = combined.drop_duplicates(["asset_key", "run_id"], keep="last")
+        combined = combined.sort_values("started_at").reset_index(drop=True)
+        write_parquet(history_path, combined)
+    return combined
+
+
+def efficiency_by_model_version(history: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per model version: its energy and CO2, the running totals, and the marginal gain.
+
+    `metrics` has one row per model version with `model_version`, `trained_at`, `accuracy`,
+    `f1_macro`. The energy of a version is that of every step recorded under it (training,
+    evaluation, explanation). `gain_per_gram_co2` is the change in macro-F1 from the previous
+    version divided by the grams of CO2 this version cost: how much quality the extra carbon
+    bought.
+    """
+    tagged = history.dropna(subset=["model_version"])
+    per_version = (
+        tagged.groupby("model_version")[["energy_kwh", "emissions_kg", "duration_s"]]
+        .sum(min_count=1)
+        .reset_index()
+    )
+    table = metrics.merge(per_version, on="model_version", how="left")
+    table = table.sort_values("trained_at").reset_index(drop=True)
+    table["cumulative_kwh"] = table["energy_kwh"].fillna(0).cumsum()
+    table["cumulative_kg_co2"] = table["emissions_kg"].fillna(0).cumsum()
+    table["accuracy_per_kwh"] = table["accuracy"] / table["energy_kwh"]
+    grams = table["emissions_kg"] * 1000.0
+    table["gain_per_gram_co2"] = table["f1_macro"].diff() / grams
+    return table

@@ -1,0 +1,127 @@
+"""Classification metrics on a held-out split, computed with scikit-learn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def expected_calibration_error(
+    y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10
+) -> tuple[float, list[dict]]:
+    """ECE of the top-class confidence, and the per-bin table for a reliability diagram."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins, ece = [], 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > low) & (confidence <= high)
+        if not inside.any():
+            continue
+        accuracy, mean_confidence = float(correct[inside].mean()), float(confidence[inside].mean())
+        ece += inside.mean() * abs(accuracy - mean_confidence)
+        bins.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "count": int(inside.sum()),
+                "accuracy": accuracy,
+                "confidence": mean_confidence,
+            }
+        )
+    return float(ece), bins
+
+
+def one_vs_rest_roc(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+) -> tuple[dict[str, float | None], dict[str, dict[str, list[float]]]]:
+    """Per-class ROC-AUC and curve points; None for a class absent from (or filling) y_true."""
+    aucs: dict[str, float | None] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    for index, name in enumerate(class_names):
+        positives = y_true == index
+        if positives.all() or not positives.any():
+            aucs[name] = None
+            continue
+        aucs[name] = float(roc_auc_score(positives, probabilities[:, index]))
+        fpr, tpr, _ = roc_curve(positives, probabilities[:, index])
+        curves[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    return aucs, curves
+
+
+def classification_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+) -> dict:
+    """Accuracy, F1 (macro and weighted), per-class report, confusion matrix, ROC-AUC, ECE."""
+    y_true = np.asarray(y_true)
+    if len(y_true) == 0:
+        raise ValueError("cannot evaluate on an empty split; the test split has no images")
+    if probabilities.shape != (len(y_true), len(class_names)):
+        raise ValueError(
+            f"probabilities have shape {probabilities.shape}; expected "
+            f"({len(y_true)}, {len(class_names)})"
+        )
+    labels = list(range(len(class_names)))
+    y_pred = probabilities.argmax(axis=1)
+    aucs, curves = one_vs_rest_roc(y_true, probabilities, class_names)
+    known_aucs = [v for v in aucs.values() if v is not None]
+    ece, reliability = expected_calibration_error(y_true, probabilities)
+    return {
+        "n_images": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+        "f1_weighted": float(
+            f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+        ),
+        "roc_auc_ovr": aucs,
+        "roc_auc_macro": float(np.mean(known_aucs)) if known_aucs else None,
+        "roc_curves": curves,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classification_report": classification_report(
+            y_true,
+            y_pred,
+            labels=labels,
+            target_names=list(class_names),
+            output_dict=True,
+            zero_division=0,
+        ),
+        "expected_calibration_error": ece,
+        "reliability_bins": reliability,
+    }
+
+
+def metrics_by_group(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    groups: Sequence[str],
+    class_names: Sequence[str],
+) -> dict[str, dict]:
+    """Accuracy and macro-F1 within each group (e.g. each source dataset)."""
+    groups = np.asarray(groups)
+    y_pred = probabilities.argmax(axis=1)
+    result = {}
+    for group in sorted(set(groups.tolist())):
+        inside = groups == group
+        # Only classes that occur in this group count, or absent classes would score 0.
+        labels = sorted(set(y_true[inside].tolist()) | set(y_pred[inside].tolist()))
+        result[group] = {
+            "n_images": int(inside.sum()),
+            "accuracy": float(accuracy_score(y_true[inside], y_pred[inside])),
+            "f1_macro": float(
+                f1_score(
+                    y_true[inside], y_pred[inside], labels=labels, average="macro", zero_division=0
+                )
+            ),
+        }
+    return result

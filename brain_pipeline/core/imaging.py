@@ -1,0 +1,159 @@
+"""Turning an image file into the tensor the model sees, and caching those tensors.
+
+Preprocessing removes the cues that give a source away rather than a disease: colour
+channels (everything becomes grayscale), black borders and image size (crop to the head's
+bounding box, pad to a square, resize), and overall brightness (per-image intensity
+normalisation). The same function serves training, evaluation, prediction and explanation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from brain_pipeline.core.artifacts import atomic_path
+from brain_pipeline.core.manifest import to_grayscale
+
+# Bump when preprocess_image changes, so cached tensors are rebuilt.
+PREPROCESSING_VERSION = "1"
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
+
+
+def filesystem_path(root: Path, display: str) -> Path:
+    """Invert manifest.display_path: turn escaped non-UTF-8 bytes back into the real name."""
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), display.encode("utf-8"))
+    return Path(root) / os.fsdecode(raw)
+
+
+def load_image(source: Path | bytes) -> Image.Image:
+    """Open a file (or bytes), apply EXIF orientation, keep the first frame."""
+    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    image.seek(0)
+    image.load()
+    return ImageOps.exif_transpose(image)
+
+
+def head_bounding_box(gray: np.ndarray, threshold: float = 0.08) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the pixels brighter than a fraction of the image's range."""
+    high = float(np.percentile(gray, 99.5))
+    rows, cols = np.nonzero(gray > threshold * high) if high > 0 else ((), ())
+    if len(rows) == 0:
+        return 0, gray.shape[0], 0, gray.shape[1]
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def _crop_pad_resize(
+    array: np.ndarray, box: tuple[int, int, int, int], size: int, resample: Image.Resampling
+) -> np.ndarray:
+    top, bottom, left, right = box
+    head = array[top:bottom, left:right]
+    side = max(head.shape)
+    square = np.zeros((side, side), dtype=np.float32)
+    offset_y, offset_x = (side - head.shape[0]) // 2, (side - head.shape[1]) // 2
+    square[offset_y : offset_y + head.shape[0], offset_x : offset_x + head.shape[1]] = head
+    resized = Image.fromarray(square, mode="F").resize((size, size), resample)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def preprocess_image(image: Image.Image, size: int) -> np.ndarray:
+    """Grayscale, crop to head, pad square, resize, normalise: float32 (size, size, 1) in [0, 1]."""
+    return preprocess_with_mask(image, None, size)[0]
+
+
+def preprocess_with_mask(
+    image: Image.Image, mask: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Preprocess an image and put a same-sized mask (e.g. a lesion) through the same geometry."""
+    gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
+    box = head_bounding_box(gray)
+    array = _crop_pad_resize(gray, box, size, Image.Resampling.BILINEAR)
+    foreground = array[array > 0.02]
+    scale = float(np.percentile(foreground, 99.5)) if foreground.size else 1.0
+    normalised = np.clip(array / max(scale, 1e-6), 0.0, 1.0)[..., np.newaxis]
+    if mask is None:
+        return normalised, None
+    if mask.shape != gray.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the image's {gray.shape}")
+    moved = _crop_pad_resize(mask.astype(np.float32), box, size, Image.Resampling.NEAREST)
+    return normalised, moved > 0.5
+
+
+def cache_key(sha256s: Sequence[str], size: int) -> str:
+    digest = hashlib.sha256(f"v{PREPROCESSING_VERSION}:{size}:".encode())
+    for sha in sha256s:
+        digest.update(sha.encode())
+    return digest.hexdigest()[:20]
+
+
+def build_tensor_cache(
+    files: Sequence[Path],
+    sha256s: Sequence[str],
+    size: int,
+    cache_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Preprocess every file once into a float16 memory-mapped array (N, size, size, 1).
+
+    The file is named by the contents and the preprocessing, so later epochs and later
+    retrains on the same images read it instead of decoding again, and memory stays flat:
+    the array lives on disk and pages in as batches are read.
+    """
+    cache_path = Path(cache_dir) / f"tensors_{cache_key(sha256s, size)}.npy"
+    if cache_path.exists():
+        return np.load(cache_path, mmap_mode="r")
+    with atomic_path(cache_path) as tmp:
+        array = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float16, shape=(len(files), size, size, 1)
+        )
+        for position, path in enumerate(files):
+            array[position] = preprocess_image(load_image(Path(path)), size)
+            if progress and ((position + 1) % 200 == 0 or position + 1 == len(files)):
+                progress(position + 1, len(files))
+        array.flush()
+        del array
+    return np.load(cache_path, mmap_mode="r")
+
+
+def class_indices(labels: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    lookup: Mapping[str, int] = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(labels) - set(lookup))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {list(class_names)}")
+    return np.array([lookup[label] for label in labels], dtype=np.int64)
+
+
+def batch_stream(
+    tensors: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A tf.data pipeline reading batches from the (memory-mapped) tensor cache."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(n_classes, dtype=np.float32)[labels]
+
+    def batches():
+        order = rng.permutation(len(tensors)) if shuffle else np.arange(len(tensors))
+        for start in range(0, len(order), batch_size):
+            # Sorted indices read the memory map sequentially.
+            chosen = np.sort(order[start : start + batch_size])
+            yield np.asarray(tensors[chosen], dtype=np.float32), one_hot[chosen]
+
+    size = tensors.shape[1]
+    signature = (
+        tf.TensorSpec(shape=(None, size, size, 1), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

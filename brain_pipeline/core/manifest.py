@@ -1,0 +1,235 @@
+"""The image manifest: one row for every file seen in every raw dataset.
+
+A row says what the file is (content hash, format, size, mode), which class its folder maps
+to, and whether it can be used (`status` ok / rejected / skipped, with a `reason`). Nothing
+is dropped silently: a file that cannot be read is a `rejected` row, a file that is not an
+image at all is a `skipped` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+from brain_pipeline.core.sources import (
+    IMAGE_SUFFIXES,
+    DatasetSpec,
+    iter_dataset_files,
+    source_label,
+)
+
+THUMBNAIL_SIDE = 32
+# Far above any real MRI slice; larger images are refused as potential decompression bombs.
+MAX_IMAGE_PIXELS = 50_000_000
+
+MANIFEST_COLUMNS = [
+    "dataset",
+    "path",
+    "source_label",
+    "target_class",
+    "sha256",
+    "format",
+    "width",
+    "height",
+    "mode",
+    "bytes",
+    "mtime_ns",
+    "status",
+    "reason",
+    "note",
+    "thumbnail",
+]
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str | None
+    width: int | None
+    height: int | None
+    mode: str | None
+    note: str
+    thumbnail: bytes | None
+
+
+class UnreadableImage(Exception):
+    """The file has an image suffix but cannot be decoded; the message is the reason."""
+
+
+def display_path(relative: str) -> str:
+    """File names may hold bytes that are not UTF-8: keep them visible, escaped, not lost."""
+    return os.fsencode(relative).decode("utf-8", errors="backslashreplace")
+
+
+def inspect_image(data: bytes) -> ImageFacts:
+    """Decode image bytes fully (so truncation is caught) and describe them."""
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        # Pillow warns, rather than raises, for images between 1x and 2x the pixel limit.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                facts_format = image.format
+                width, height = image.size
+                mode = image.mode
+                notes = []
+                if getattr(image, "n_frames", 1) > 1:
+                    notes.append(f"animated ({image.n_frames} frames), first frame used")
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                if _has_rotation(image):
+                    notes.append("EXIF orientation applied")
+                if mode not in ("L", "RGB"):
+                    notes.append(f"mode {mode} converted to grayscale")
+                thumbnail = grayscale_thumbnail(oriented)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UnreadableImage(f"refused as a decompression bomb: {exc}") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise UnreadableImage(
+                "not a recognised image format (content is not an image)"
+            ) from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UnreadableImage(f"corrupt or truncated image: {exc}") from exc
+    return ImageFacts(facts_format, width, height, mode, "; ".join(notes), thumbnail)
+
+
+def _has_rotation(image: Image.Image) -> bool:
+    return image.getexif().get(0x0112, 1) not in (1, None)
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any Pillow mode (16-bit, palette, alpha, CMYK...) to 8-bit grayscale."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become black background, like the scanner's.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("L")
+    return image.convert("L")
+
+
+def grayscale_thumbnail(image: Image.Image) -> bytes:
+    small = to_grayscale(image).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.uint8).tobytes()
+
+
+def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
+    full_path = spec.root / relative
+    stat = full_path.stat()
+    label = source_label(relative, spec.class_map)
+    target = spec.class_map.get(label) if label else None
+    row = {
+        "dataset": spec.name,
+        "path": display_path(relative),
+        "source_label": label,
+        "target_class": target or None,
+        "sha256": None,
+        "format": None,
+        "width": None,
+        "height": None,
+        "mode": None,
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "status": "ok",
+        "reason": "",
+        "note": "",
+        "thumbnail": None,
+    }
+    if Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
+        row.update(status="skipped", reason=f"not an image file ({Path(relative).name})")
+        return row
+    data = full_path.read_bytes()
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        facts = inspect_image(data)
+    except UnreadableImage as exc:
+        row.update(status="rejected", reason=str(exc))
+        return row
+    row.update(
+        format=facts.format,
+        width=facts.width,
+        height=facts.height,
+        mode=facts.mode,
+        note=facts.note,
+        thumbnail=facts.thumbnail,
+    )
+    if label is None:
+        row["reason"] = "unmapped: no folder in its path names a known class"
+    elif not target:
+        row["reason"] = f"unmapped: folder {label!r} is ignored by the class map"
+    return row
+
+
+def build_manifest(
+    datasets: Iterable[DatasetSpec],
+    previous: pd.DataFrame | None = None,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Scan every dataset; return the manifest and how many files were decoded this time.
+
+    Rows of `previous` whose file has the same dataset, path, size and mtime are reused, so a
+    re-scan after adding N files decodes only those N.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    reusable = _reusable_rows(previous)
+    rows: list[dict | None] = []
+    to_decode: list[tuple[int, DatasetSpec, str]] = []
+    for spec in datasets:
+        for relative in iter_dataset_files(spec.root):
+            stat = (spec.root / relative).stat()
+            key = (spec.name, display_path(relative), stat.st_size, stat.st_mtime_ns)
+            if key in reusable:
+                rows.append(reusable[key])
+            else:
+                to_decode.append((len(rows), spec, relative))
+                rows.append(None)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        results = pool.map(lambda job: _manifest_row(job[1], job[2]), to_decode)
+        for done, ((position, _, _), row) in enumerate(zip(to_decode, results, strict=True), 1):
+            rows[position] = row
+            if progress and (done % 500 == 0 or done == len(to_decode)):
+                progress(done, len(to_decode))
+    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    for column in ("width", "height"):
+        frame[column] = frame[column].astype("Int64")
+    return frame, len(to_decode)
+
+
+def _reusable_rows(previous: pd.DataFrame | None) -> dict[tuple, dict]:
+    if previous is None or previous.empty:
+        return {}
+    records = previous[MANIFEST_COLUMNS].to_dict("records")
+    return {(r["dataset"], r["path"], r["bytes"], r["mtime_ns"]): r for r in records}
+
+
+def manifest_summary(manifest: pd.DataFrame) -> dict:
+    """Counts for metadata: files per status, rejects by reason, unmapped folders."""
+    rejected = manifest[manifest["status"] == "rejected"]
+    unmapped = manifest[(manifest["status"] == "ok") & manifest["target_class"].isna()]
+    return {
+        "n_files": int(len(manifest)),
+        "n_ok": int((manifest["status"] == "ok").sum()),
+        "n_rejected": int(len(rejected)),
+        "n_skipped": int((manifest["status"] == "skipped").sum()),
+        "n_unmapped": int(len(unmapped)),
+        "rejects_by_reason": rejected["reason"].str.split(":").str[0].value_counts().to_dict(),
+        "unmapped_folders": sorted(
+            {str(Path(p).parent) for p in unmapped["dataset"] + "/" + unmapped["path"]}
+        ),
+    }

@@ -1,0 +1,166 @@
+"""Raw datasets: where they live, which folder means which class, and their fingerprint.
+
+A raw-data root holds one folder per dataset download. A `datasets.toml` in the root may
+declare the datasets and override the class mapping; without it every top-level folder is a
+dataset (folders starting with `_` or `.` are not) and labels come from the known Kaggle
+folder names, found at any nesting depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TARGET_CLASSES: tuple[str, ...] = ("healthy_brain", "tumor_brain", "alzheimer_brain")
+
+# The original study's mapping, extended to the other common Kaggle layouts.
+DEFAULT_CLASS_MAP: dict[str, str] = {
+    # Navoneel / Br35H
+    "yes": "tumor_brain",
+    "no": "healthy_brain",
+    # preetviradiya
+    "Brain Tumor": "tumor_brain",
+    "Healthy": "healthy_brain",
+    # Alzheimer 4-class (tourist55) and its preprocessed variant
+    "MildDemented": "alzheimer_brain",
+    "ModerateDemented": "alzheimer_brain",
+    "VeryMildDemented": "alzheimer_brain",
+    "NonDemented": "healthy_brain",
+    "Mild_Demented": "alzheimer_brain",
+    "Moderate_Demented": "alzheimer_brain",
+    "Very_Mild_Demented": "alzheimer_brain",
+    "Non_Demented": "healthy_brain",
+    # 4-class tumour set
+    "glioma": "tumor_brain",
+    "meningioma": "tumor_brain",
+    "pituitary": "tumor_brain",
+    "notumor": "healthy_brain",
+}
+
+CONFIG_FILE_NAME = "datasets.toml"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+
+
+class DatasetConfigError(ValueError):
+    """A user-fixable problem with the raw-data root or its datasets.toml."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One raw dataset: a name (used in asset keys), its root folder and its class map."""
+
+    name: str
+    root: Path
+    class_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASS_MAP))
+
+
+@dataclass(frozen=True)
+class RawDataConfig:
+    data_dir: Path
+    datasets: tuple[DatasetSpec, ...]
+    lesion_masks_dir: Path | None
+
+
+def load_raw_data_config(data_dir: Path) -> RawDataConfig:
+    """Read `datasets.toml` in `data_dir` if present, otherwise discover the datasets."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetConfigError(
+            f"raw-data folder {data_dir} does not exist; set BRAIN_PIPELINE_DATA_DIR to a folder "
+            "holding one sub-folder per dataset download"
+        )
+    config_path = data_dir / CONFIG_FILE_NAME
+    if not config_path.exists():
+        datasets = tuple(
+            DatasetSpec(name=_asset_safe_name(child.name), root=child)
+            for child in sorted(data_dir.iterdir())
+            if child.is_dir() and not child.name.startswith(("_", "."))
+        )
+        masks = data_dir / "_lesion_masks"
+        return RawDataConfig(data_dir, datasets, masks if masks.is_dir() else None)
+    return _parse_config(data_dir, config_path)
+
+
+def _parse_config(data_dir: Path, config_path: Path) -> RawDataConfig:
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise DatasetConfigError(f"{config_path}: not valid TOML ({exc})") from exc
+    class_map = dict(DEFAULT_CLASS_MAP)
+    for label, target in raw.get("class_map", {}).items():
+        if target not in TARGET_CLASSES and target != "":
+            raise DatasetConfigError(
+                f"{config_path}: class_map maps {label!r} to {target!r}; use one of "
+                f'{", ".join(TARGET_CLASSES)} (or "" to ignore that folder)'
+            )
+        class_map[label] = target
+    tables = raw.get("datasets", {})
+    if not tables:
+        raise DatasetConfigError(f"{config_path}: declares no [datasets.NAME] table")
+    datasets = []
+    for name, table in tables.items():
+        root = data_dir / table.get("path", name)
+        if not root.is_dir():
+            raise DatasetConfigError(
+                f"{config_path}: dataset {name!r} points at {root}, which is not a folder"
+            )
+        datasets.append(DatasetSpec(name=_asset_safe_name(name), root=root, class_map=class_map))
+    masks_setting = raw.get("lesion_masks")
+    masks = data_dir / masks_setting if masks_setting else None
+    return RawDataConfig(data_dir, tuple(datasets), masks)
+
+
+def _asset_safe_name(name: str) -> str:
+    """Dagster asset key parts allow letters, digits and underscores only."""
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in name.strip().lower())
+    return cleaned.strip("_") or "dataset"
+
+
+def source_label(relative_path: str, class_map: Mapping[str, str]) -> str | None:
+    """The folder label that decides a file's class: the deepest folder named in the map."""
+    folders = Path(relative_path).parts[:-1]
+    lowered = {label.lower(): label for label in class_map}
+    for folder in reversed(folders):
+        if folder in class_map:
+            return folder
+        if folder.lower() in lowered:
+            return lowered[folder.lower()]
+    return None
+
+
+def iter_dataset_files(root: Path) -> Iterator[str]:
+    """Relative paths (POSIX) of every regular file under `root`, sorted, symlinks not followed.
+
+    Symlinked files are listed (and later read) only if they resolve inside `root`, so no
+    link can lead outside the dataset and a link loop cannot hang the walk.
+    """
+    root = Path(root)
+    resolved_root = root.resolve()
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for filename in filenames:
+            full = Path(dirpath) / filename
+            if full.is_symlink():
+                target = full.resolve()
+                if not target.is_file() or not target.is_relative_to(resolved_root):
+                    continue
+            found.append(full.relative_to(root).as_posix())
+    yield from sorted(found)
+
+
+def dataset_fingerprint(root: Path) -> str:
+    """A cheap content fingerprint: sha256 over (path, size, mtime) of every file.
+
+    Used as the Dagster data version of a raw dataset, so any added, removed or rewritten file
+    changes it without reading image bytes.
+    """
+    digest = hashlib.sha256()
+    for relative in iter_dataset_files(root):
+        stat = (Path(root) / relative).stat()
+        digest.update(os.fsencode(relative) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

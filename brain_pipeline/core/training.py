@@ -1,0 +1,162 @@
+"""Training a classifier from cached tensors: seeded, early-stopped, resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from brain_pipeline.core.imaging import batch_stream
+from brain_pipeline.core.model import AugmentationConfig, build_model
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    architecture: str = "compact_cnn"
+    image_size: int = 128
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 6
+    # Early stopping may not stop before this epoch: BatchNorm statistics need a few epochs to
+    # settle, and the validation loss of the first epochs says little.
+    warmup_epochs: int = 5
+    class_weights: bool = True
+    seed: int = 0
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs_run: int
+    resumed_from_epoch: int
+    train_seconds: float
+
+
+class _EpochLogger(keras.callbacks.Callback):
+    """Reports each epoch to the caller (the Dagster log, a progress bar...)."""
+
+    def __init__(self, log: Callable[[str], None], total_epochs: int) -> None:
+        super().__init__()
+        self._log = log
+        self._total = total_epochs
+        self._started = 0.0
+        self.first_epoch: int | None = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        figures = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        seconds = time.perf_counter() - self._started
+        self._log(f"epoch {epoch + 1}/{self._total} ({seconds:.1f} s): {figures}")
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def train_classifier(
+    train_tensors: np.ndarray,
+    train_labels: np.ndarray,
+    val_tensors: np.ndarray,
+    val_labels: np.ndarray,
+    config: TrainingConfig,
+    *,
+    class_names: Sequence[str],
+    resume_dir: Path,
+    log: Callable[[str], None] = print,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainingResult:
+    """Fit a model; a run killed mid-way resumes from its last finished epoch in `resume_dir`."""
+    if len(train_tensors) == 0 or len(val_tensors) == 0:
+        raise ValueError(
+            f"training needs images in both train ({len(train_tensors)}) and val "
+            f"({len(val_tensors)}) splits; add data or change the split fractions"
+        )
+    keras.utils.set_random_seed(config.seed)
+    n_classes = len(class_names)
+    model = build_model(
+        config.architecture,
+        image_size=config.image_size,
+        n_classes=n_classes,
+        augmentation=config.augmentation if config.augmentation.enabled else None,
+        seed=config.seed,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_stream = batch_stream(
+        train_tensors,
+        train_labels,
+        n_classes,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+    )
+    val_stream = batch_stream(
+        val_tensors, val_labels, n_classes, batch_size=config.batch_size, shuffle=False, seed=0
+    )
+    epoch_logger = _EpochLogger(log, config.epochs)
+    callbacks = [
+        # Saves state after every epoch and restores it when the same fit is started again.
+        keras.callbacks.BackupAndRestore(str(Path(resume_dir)), delete_checkpoint=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+            start_from_epoch=config.warmup_epochs,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, config.early_stopping_patience // 2)
+        ),
+        epoch_logger,
+        *extra_callbacks,
+    ]
+    weights = balanced_class_weights(train_labels, n_classes) if config.class_weights else None
+    started = time.perf_counter()
+    fit = model.fit(
+        train_stream,
+        validation_data=val_stream,
+        epochs=config.epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    val_losses = history.get("val_loss", [])
+    resumed_from = epoch_logger.first_epoch or 0
+    return TrainingResult(
+        model=model,
+        history=history,
+        best_epoch=resumed_from + int(np.argmin(val_losses)) + 1 if val_losses else 0,
+        epochs_run=resumed_from + len(val_losses),
+        resumed_from_epoch=resumed_from,
+        train_seconds=seconds,
+    )
+
+
+def predict_probabilities(model: keras.Model, tensors: np.ndarray, batch_size: int = 64):
+    """Class probabilities for cached tensors, read batch by batch."""
+    outputs = [
+        model.predict_on_batch(np.asarray(tensors[start : start + batch_size], dtype=np.float32))
+        for start in range(0, len(tensors), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))

@@ -1,0 +1,124 @@
+"""Asset checks, beside the assets they guard. Each reads the asset's current artifact."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from brain_pipeline.core import splits
+from brain_pipeline.core.artifacts import read_json
+from brain_pipeline.core.sources import TARGET_CLASSES
+
+MAX_REJECT_RATE = 0.05
+MIN_IMAGES_PER_CLASS = 20
+MAX_CLASS_SHARE_DEVIATION = 0.10
+
+
+def _artifact(context: dg.AssetCheckExecutionContext, key: str) -> Path:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(f"{key} has not been materialized yet")
+    return Path(str(event.asset_materialization.metadata["path"].value))
+
+
+@dg.asset_check(asset="image_manifest", description=f"At most {MAX_REJECT_RATE:.0%} rejects")
+def reject_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    manifest = pd.read_parquet(_artifact(context, "image_manifest"), columns=["status", "reason"])
+    images = manifest[manifest["status"] != "skipped"]
+    rate = float((images["status"] == "rejected").mean()) if len(images) else 0.0
+    return dg.AssetCheckResult(
+        passed=rate <= MAX_REJECT_RATE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"reject_rate": rate, "threshold": MAX_REJECT_RATE},
+    )
+
+
+@dg.asset_check(asset="image_manifest", description="Every image folder maps to a class")
+def unmapped_folders(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    manifest = pd.read_parquet(_artifact(context, "image_manifest"))
+    unmapped = manifest[(manifest["status"] == "ok") & manifest["target_class"].isna()]
+    folders = sorted(
+        {
+            f"{d}/{Path(p).parent}"
+            for d, p in zip(unmapped["dataset"], unmapped["path"], strict=True)
+        }
+    )
+    return dg.AssetCheckResult(
+        passed=not folders,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "n_unmapped_images": len(unmapped),
+            "folders": dg.MetadataValue.json(folders[:50]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="balanced_index", description=f"Each class keeps >= {MIN_IMAGES_PER_CLASS} images"
+)
+def min_images_per_class(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    index = pd.read_parquet(_artifact(context, "balanced_index"), columns=["target_class"])
+    counts = index["target_class"].value_counts().to_dict()
+    counts = {name: int(counts.get(name, 0)) for name in TARGET_CLASSES}
+    return dg.AssetCheckResult(
+        passed=min(counts.values()) >= MIN_IMAGES_PER_CLASS,
+        metadata={"counts": dg.MetadataValue.json(counts), "minimum": MIN_IMAGES_PER_CLASS},
+    )
+
+
+@dg.asset_check(
+    asset="dataset_splits", description="No content or near-duplicate group in two splits"
+)
+def no_split_leakage(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    table = pd.read_parquet(_artifact(context, "dataset_splits"))
+    report = splits.leakage_report(table)
+    return dg.AssetCheckResult(passed=sum(report.values()) == 0, metadata=report)
+
+
+@dg.asset_check(
+    asset="dataset_splits",
+    description=f"Class shares per split within {MAX_CLASS_SHARE_DEVIATION:.0%} of overall",
+)
+def class_balance_per_split(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    table = pd.read_parquet(_artifact(context, "dataset_splits"))
+    overall = table["target_class"].value_counts(normalize=True)
+    shares = pd.crosstab(table["split"], table["target_class"], normalize="index")
+    deviation = (shares - overall).abs().max().max()
+    return dg.AssetCheckResult(
+        passed=bool(deviation <= MAX_CLASS_SHARE_DEVIATION),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "max_share_deviation": float(deviation),
+            "shares": dg.MetadataValue.md(shares.round(3).to_markdown()),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="gradcam_gallery",
+    description="Maps depend on the learned weights and beat random maps at deletion",
+)
+def explanation_sanity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    scores = read_json(_artifact(context, "gradcam_gallery"))
+    sane = abs(scores["sanity_rank_corr"]) < 0.5
+    faithful = scores["deletion_auc"] < scores["deletion_auc_random"]
+    return dg.AssetCheckResult(
+        passed=bool(sane and faithful),
+        metadata={
+            "sanity_rank_corr": scores["sanity_rank_corr"],
+            "deletion_auc": scores["deletion_auc"],
+            "deletion_auc_random": scores["deletion_auc_random"],
+            "weights_matter": bool(sane),
+            "better_than_random": bool(faithful),
+        },
+    )
+
+
+ALL_CHECKS = [
+    reject_rate,
+    unmapped_folders,
+    min_images_per_class,
+    no_split_leakage,
+    class_balance_per_split,
+    explanation_sanity,
+]

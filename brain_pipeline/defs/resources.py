@@ -1,0 +1,69 @@
+"""Resources: where raw data and artifacts live, and how energy is measured."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from brain_pipeline.core.emissions import TrackerSettings
+from brain_pipeline.core.sources import RawDataConfig, load_raw_data_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR_ENV = "BRAIN_PIPELINE_DATA_DIR"
+ARTIFACTS_DIR_ENV = "BRAIN_PIPELINE_ARTIFACTS_DIR"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT / "data").expanduser().resolve()
+
+
+def default_artifacts_dir() -> Path:
+    return Path(os.environ.get(ARTIFACTS_DIR_ENV) or REPO_ROOT / "artifacts").expanduser().resolve()
+
+
+class PipelineStorage(dg.ConfigurableResource):
+    """The raw-data root (read only) and the artifacts root (every file the assets write)."""
+
+    data_dir: str
+    artifacts_dir: str
+
+    def raw_data(self) -> RawDataConfig:
+        return load_raw_data_config(Path(self.data_dir))
+
+    def run_dir(self, asset_name: str, run_id: str) -> Path:
+        """A fresh folder per asset and run, so concurrent runs never overwrite each other."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        folder = Path(self.artifacts_dir) / asset_name / f"{stamp}_{run_id[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def shared_dir(self, name: str) -> Path:
+        folder = Path(self.artifacts_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+class CarbonTracker(dg.ConfigurableResource):
+    """codecarbon in offline mode: never the network; the grid intensity is by country.
+
+    The default country (USA) is codecarbon's documented example; set the ISO code of the
+    country where the computer runs (e.g. FRA, DEU, GBR) for a meaningful CO2 figure.
+    """
+
+    enabled: bool = True
+    country_iso_code: str = "USA"
+    region: str | None = None
+    pue: float = 1.0
+    measure_power_secs: float = 1.0
+
+    def settings(self) -> TrackerSettings:
+        return TrackerSettings(
+            enabled=self.enabled,
+            country_iso_code=self.country_iso_code,
+            region=self.region,
+            pue=self.pue,
+            measure_power_secs=self.measure_power_secs,
+        )

@@ -1,0 +1,128 @@
+"""Exact/near duplicates, balancing, and splits that never leak and never move."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brain_pipeline.core.dedup import build_balanced_index, near_duplicate_groups, thumbnail_matrix
+from brain_pipeline.core.splits import assign_splits, leakage_report
+
+
+def _thumb(seed: int, noise: float = 0.0, base_seed: int | None = None) -> bytes:
+    rng = np.random.default_rng(base_seed if base_seed is not None else seed)
+    base = rng.integers(0, 255, 32 * 32).astype(float)
+    jitter = np.random.default_rng(seed + 10_000).normal(0, noise, 32 * 32)
+    return np.clip(base + jitter, 0, 255).astype(np.uint8).tobytes()
+
+
+def _row(path: str, target: str, content: str, thumb: bytes, dataset: str = "d") -> dict:
+    return {
+        "dataset": dataset,
+        "path": path,
+        "source_label": "x",
+        "target_class": target,
+        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "status": "ok",
+        "thumbnail": thumb,
+    }
+
+
+def test_exact_copies_collapse_and_conflicts_are_excluded() -> None:
+    manifest = pd.DataFrame(
+        [
+            _row("a.jpg", "tumor_brain", "A", _thumb(1)),
+            _row("copy_of_a.jpg", "tumor_brain", "A", _thumb(1), dataset="other"),
+            _row("b.jpg", "healthy_brain", "B", _thumb(2)),
+            _row("c_as_tumor.jpg", "tumor_brain", "C", _thumb(3)),
+            _row("c_as_healthy.jpg", "healthy_brain", "C", _thumb(3)),
+            _row("d.jpg", "alzheimer_brain", "D", _thumb(4)),
+        ]
+    )
+    index, conflicts, report = build_balanced_index(manifest, seed=0, balance=False)
+    assert len(index) == 3
+    assert sorted(index.set_index("path").loc["a.jpg", "sources"]) == [
+        "d/a.jpg",
+        "other/copy_of_a.jpg",
+    ]
+    assert len(conflicts) == 1 and report.n_conflicting_contents == 1
+    assert report.n_exact_duplicate_files == 1
+
+
+def test_near_duplicates_share_a_group_and_balancing_downsamples() -> None:
+    rows = [
+        _row(f"s{i}.jpg", "alzheimer_brain", f"s{i}", _thumb(i, 3.0, base_seed=7)) for i in range(4)
+    ]
+    rows += [_row(f"h{i}.jpg", "healthy_brain", f"h{i}", _thumb(100 + i)) for i in range(3)]
+    rows += [_row(f"t{i}.jpg", "tumor_brain", f"t{i}", _thumb(200 + i)) for i in range(2)]
+    unbalanced, _, report = build_balanced_index(pd.DataFrame(rows), seed=0, balance=False)
+    groups = unbalanced.set_index("path")["group_id"]
+    assert groups[["s0.jpg", "s1.jpg", "s2.jpg", "s3.jpg"]].nunique() == 1
+    assert groups[["h0.jpg", "h1.jpg", "h2.jpg"]].nunique() == 3
+    assert report.largest_group_size == 4
+    balanced, _, report = build_balanced_index(pd.DataFrame(rows), seed=0)
+    assert report.counts_after_balancing == {
+        "alzheimer_brain": 2,
+        "healthy_brain": 2,
+        "tumor_brain": 2,
+    }
+
+
+def test_grouping_is_transitive_and_ignores_flat_images() -> None:
+    # cos(7 deg) = 0.9925 links neighbours; cos(14 deg) = 0.970 alone would not.
+    angles = np.radians([0.0, 7.0, 14.0, 90.0])
+    vectors = np.zeros((5, 4), dtype=np.float32)
+    vectors[:4, 0], vectors[:4, 1] = np.cos(angles), np.sin(angles)
+    labels = near_duplicate_groups(vectors, 0.99)  # row 4 is a flat (all-zero) image
+    assert labels[0] == labels[1] == labels[2]
+    assert len({labels[0], labels[3], labels[4]}) == 3
+    flat = thumbnail_matrix(pd.Series([bytes([9]) * 1024]))
+    assert not flat.any()
+
+
+group_ids = st.lists(
+    st.text("abcdef0123456789", min_size=4, max_size=12), min_size=1, max_size=60, unique=True
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(existing=group_ids, added=group_ids, salt=st.text(max_size=8))
+def test_adding_groups_never_moves_existing_ones(existing, added, salt) -> None:
+    before = pd.DataFrame(
+        {"group_id": existing, "sha256": existing, "target_class": "healthy_brain"}
+    )
+    grown = pd.concat(
+        [before, pd.DataFrame({"group_id": added, "sha256": added, "target_class": "x"})]
+    )
+    grown = grown.drop_duplicates("group_id").sample(frac=1.0, random_state=0)
+    first = assign_splits(before, salt=salt).set_index("group_id")["split"]
+    second = assign_splits(grown, salt=salt).set_index("group_id")["split"]
+    assert (second[first.index] == first).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=40), salt=st.text(max_size=8))
+def test_no_group_spans_two_splits(sizes, salt) -> None:
+    rows = [
+        {"group_id": f"g{g}", "sha256": f"g{g}_{i}", "target_class": "tumor_brain"}
+        for g, size in enumerate(sizes)
+        for i in range(size)
+    ]
+    table = assign_splits(pd.DataFrame(rows), salt=salt)
+    assert leakage_report(table) == {"contents_in_several_splits": 0, "groups_in_several_splits": 0}
+
+
+def test_split_fractions_are_close_per_class_on_many_groups() -> None:
+    rows = [
+        {"group_id": f"{c}{i}", "sha256": f"{c}{i}", "target_class": c}
+        for c in ("healthy_brain", "tumor_brain", "alzheimer_brain")
+        for i in range(3000)
+    ]
+    table = assign_splits(pd.DataFrame(rows), salt="s", val_fraction=0.15, test_fraction=0.15)
+    shares = pd.crosstab(table["target_class"], table["split"], normalize="index")
+    assert np.allclose(shares["test"], 0.15, atol=0.03)
+    assert np.allclose(shares["val"], 0.15, atol=0.03)

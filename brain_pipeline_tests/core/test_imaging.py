@@ -1,0 +1,79 @@
+"""Preprocessing removes size, colour and border cues; the tensor cache is reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brain_pipeline.core.imaging import (
+    batch_stream,
+    build_tensor_cache,
+    filesystem_path,
+    preprocess_image,
+    preprocess_with_mask,
+)
+from brain_pipeline.core.manifest import display_path
+
+
+def _head(
+    width: int, height: int, border: int, mode: str = "L", brightness: int = 180
+) -> Image.Image:
+    array = np.zeros((height, width), np.uint8)
+    yy, xx = np.mgrid[:height, :width]
+    inner_h, inner_w = height - 2 * border, width - 2 * border
+    ellipse = ((yy - height / 2) / (inner_h / 2)) ** 2 + ((xx - width / 2) / (inner_w / 2)) ** 2 < 1
+    array[ellipse] = brightness
+    return Image.fromarray(array).convert(mode)
+
+
+def test_same_head_in_different_sizes_modes_and_borders_gives_the_same_tensor() -> None:
+    small = preprocess_image(_head(120, 100, 5), 64)
+    large_rgb = preprocess_image(_head(480, 400, 20, mode="RGB", brightness=90), 64)
+    assert small.shape == large_rgb.shape == (64, 64, 1)
+    assert small.dtype == np.float32 and small.max() <= 1.0 and small.min() >= 0.0
+    assert np.abs(small - large_rgb).mean() < 0.03
+
+
+def test_mask_follows_the_image_geometry() -> None:
+    image = _head(200, 160, 30)
+    mask = np.zeros((160, 200), bool)
+    mask[70:90, 90:110] = True  # centre of the head
+    tensor, moved = preprocess_with_mask(image, mask, 64)
+    assert moved.shape == (64, 64)
+    ys, xs = np.nonzero(moved)
+    assert abs(ys.mean() - 32) < 3 and abs(xs.mean() - 32) < 3
+    assert tensor[ys, xs].mean() > 0.9
+
+
+def test_tensor_cache_is_built_once_and_read_back(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        _head(100 + 10 * i, 90, 4).save(path)
+        files.append(path)
+    first = build_tensor_cache(files, ["a", "b", "c"], 32, tmp_path / "cache")
+    cached = list((tmp_path / "cache").glob("*.npy"))
+    assert len(cached) == 1 and first.shape == (3, 32, 32, 1)
+    for path in files:
+        path.unlink()  # a second build must not need the images
+    second = build_tensor_cache(files, ["a", "b", "c"], 32, tmp_path / "cache")
+    assert np.array_equal(first, second)
+
+
+def test_batch_stream_yields_every_image_once_per_epoch() -> None:
+    tensors = np.arange(10, dtype=np.float16).reshape(10, 1, 1, 1) * np.ones(
+        (1, 4, 4, 1), np.float16
+    )
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    stream = batch_stream(tensors, labels, 3, batch_size=4, shuffle=True, seed=1)
+    seen = np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in stream])
+    assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
+    import os
+
+    raw = os.fsdecode(b"scan\xff.jpg")
+    assert filesystem_path(tmp_path, display_path(raw)) == tmp_path / raw

@@ -1,0 +1,108 @@
+"""Training runs, is interrupted, and resumes from its last finished epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from brain_pipeline.core.model import AugmentationConfig, build_model
+from brain_pipeline.core.training import TrainingConfig, predict_probabilities, train_classifier
+
+CLASSES = ("healthy_brain", "tumor_brain", "alzheimer_brain")
+
+
+def _toy_data(n: int = 48, size: int = 32, seed: int = 0):
+    """Class = brightness of a central square, so a tiny model can learn it quickly."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.normal(0.1, 0.02, (n, size, size, 1)).astype(np.float32)
+    for image, label in zip(images, labels, strict=True):
+        image[8:24, 8:24] += 0.3 * (label + 1)
+    return np.clip(images, 0, 1).astype(np.float16), labels
+
+
+class _KillAfterEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _config(**overrides) -> TrainingConfig:
+    options = dict(
+        image_size=32,
+        epochs=4,
+        batch_size=16,
+        early_stopping_patience=10,
+        augmentation=AugmentationConfig(flip=False, rotation=0, zoom=0, contrast=0, brightness=0),
+    )
+    options.update(overrides)
+    return TrainingConfig(**options)
+
+
+def test_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
+    x, y = _toy_data()
+    resume = tmp_path / "resume"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(
+            x,
+            y,
+            x,
+            y,
+            _config(),
+            class_names=CLASSES,
+            resume_dir=resume,
+            log=lambda _: None,
+            extra_callbacks=[_KillAfterEpoch()],
+        )
+    assert any(resume.iterdir()), "a checkpoint must exist after the kill"
+    messages: list[str] = []
+    result = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        _config(epochs=12, batch_size=8, learning_rate=3e-3),
+        class_names=CLASSES,
+        resume_dir=resume,
+        log=messages.append,
+    )
+    assert result.resumed_from_epoch == 2
+    assert messages[0].startswith("epoch 3/12")
+    assert result.epochs_run == 12
+    probabilities = predict_probabilities(result.model, x)
+    assert probabilities.shape == (48, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(1) == y).mean() > 0.8
+    assert not resume.exists() or not any(resume.iterdir()), "finished runs delete their backup"
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    x, y = _toy_data()
+    runs = [
+        train_classifier(
+            x,
+            y,
+            x,
+            y,
+            _config(epochs=1),
+            class_names=CLASSES,
+            resume_dir=tmp_path / f"r{i}",
+            log=lambda _: None,
+        )
+        for i in range(2)
+    ]
+    for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["compact_cnn", "seed_cnn"])
+def test_architectures_end_in_logits_then_softmax(architecture: str) -> None:
+    model = build_model(architecture, image_size=64, n_classes=3, augmentation=AugmentationConfig())
+    assert model.get_layer("logits").activation.__name__ == "linear"
+    assert model.layers[-1].name == "probabilities"
+    assert model.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("resnet9000", image_size=64, n_classes=3)

@@ -1,0 +1,145 @@
+"""The whole asset graph, materialized in process on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
+from brain_pipeline.defs.resources import CarbonTracker
+
+FAST_RUN = {
+    "ops": {
+        "trained_model": {"config": {"image_size": 48, "epochs": 1, "batch_size": 16}},
+        "gradcam_gallery": {"config": {"images_per_gallery": 2}},
+    }
+}
+ASSETS = [
+    "image_manifest",
+    "balanced_index",
+    "dataset_splits",
+    "trained_model",
+    "model_evaluation",
+    "gradcam_gallery",
+    "emissions_record",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    defs = build_definitions(
+        data_dir=tiny_data_dir,
+        artifacts_dir=artifacts,
+        carbon=CarbonTracker(country_iso_code="FRA", measure_power_secs=0.5),
+    )
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster_home"))) as instance:
+        result = defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
+            run_config=FAST_RUN, instance=instance
+        )
+        metadata = {
+            key: instance.get_latest_materialization_event(
+                dg.AssetKey(key)
+            ).asset_materialization.metadata
+            for key in ASSETS
+        }
+        checks = {
+            e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+        yield result, metadata, checks, artifacts
+
+
+def _path(metadata, key: str) -> Path:
+    return Path(metadata[key]["path"].value)
+
+
+def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_path: Path) -> None:
+    defs = build_definitions(data_dir=tiny_data_dir, artifacts_dir=tmp_path)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"} <= keys
+    assert set(ASSETS) <= keys
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_asset_materializes_and_observes_sources(pipeline_run) -> None:
+    result, metadata, _, _ = pipeline_run
+    assert result.success
+    observed = {
+        e.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }
+    assert observed == {"raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"}
+    for key in ASSETS:
+        path = _path(metadata, key)
+        assert path.exists(), key
+        assert (path.parent / "provenance.json").exists(), key
+
+
+def test_data_artifacts_are_well_formed(pipeline_run) -> None:
+    _, metadata, checks, _ = pipeline_run
+    manifest = pd.read_parquet(_path(metadata, "image_manifest"))
+    assert len(manifest) == metadata["image_manifest"]["n_files"].value == 8 * 12
+    assert set(manifest["status"]) == {"ok"}
+    index = pd.read_parquet(_path(metadata, "balanced_index"))
+    assert index["sha256"].is_unique
+    assert index["target_class"].value_counts().nunique() == 1  # balanced
+    splits = pd.read_parquet(_path(metadata, "dataset_splits"))
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert (splits.groupby("group_id")["split"].nunique() == 1).all()
+    assert checks["no_split_leakage"] is True
+    assert checks["min_images_per_class"] is True
+
+
+def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
+    _, metadata, _, _ = pipeline_run
+    model = keras.models.load_model(_path(metadata, "trained_model"))
+    assert model.input_shape == (None, 48, 48, 1)
+    history = json.loads((_path(metadata, "trained_model").parent / "history.json").read_text())
+    assert len(history["loss"]) == 1
+    evaluation = metadata["model_evaluation"]
+    metrics = json.loads(_path(metadata, "model_evaluation").read_text())
+    assert evaluation["accuracy"].value == pytest.approx(metrics["accuracy"])
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert np.array(metrics["confusion_matrix"]).sum() == evaluation["n_test_images"].value
+    assert "data:image/png;base64," in evaluation["confusion_matrix"].value
+    assert "data:image/png;base64," in evaluation["roc_curves"].value
+    gallery = metadata["gradcam_gallery"]
+    for key in (
+        "deletion_auc",
+        "deletion_auc_random",
+        "insertion_auc",
+        "sanity_rank_corr",
+        "heat_in_brain",
+    ):
+        assert key in gallery, key
+    folder = _path(metadata, "gradcam_gallery").parent
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert "tumor_brain_correct.png" in pngs and len(pngs) == 6
+    with Image.open(folder / pngs[0]) as image:
+        assert image.size[0] > 100
+
+
+def test_emissions_are_recorded_for_each_tracked_step(pipeline_run) -> None:
+    _, metadata, _, _ = pipeline_run
+    history = pd.read_parquet(_path(metadata, "emissions_record"))
+    assert set(history["asset_key"]) == {
+        "image_manifest",
+        "trained_model",
+        "model_evaluation",
+        "gradcam_gallery",
+    }
+    training = history[history["asset_key"] == "trained_model"].iloc[0]
+    assert training["measured"] and training["energy_kwh"] > 0
+    assert training["country_iso_code"] == "FRA"
+    assert metadata["trained_model"]["energy_kwh"].value > 0
+    assert metadata["emissions_record"]["n_model_versions"].value == 1
