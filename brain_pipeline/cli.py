@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
+
+MODEL_ASSET = "trained_model"
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -29,19 +32,26 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _materialize(args: argparse.Namespace) -> int:
-    """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI)."""
+def _dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI)."""
+    home = _dagster_home()
     import dagster as dg
 
-    from brain_pipeline.definitions import FULL_PIPELINE_JOB, defs
+    from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 
+    run_config = json.loads(Path(args.config).read_text()) if args.config else {}
+    defs = build_definitions()
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
-            instance=instance, raise_on_error=False
+            run_config=run_config, instance=instance, raise_on_error=False
         )
         seconds = time.perf_counter() - started
         if not result.success:
@@ -51,24 +61,136 @@ def _materialize(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"\nrun {result.run_id} succeeded in {seconds:.0f} s (DAGSTER_HOME={home})")
-        for key in defs.resolve_asset_graph().materializable_asset_keys:
+        for key in defs.resolve_asset_graph().toposorted_asset_keys:
             event = instance.get_latest_materialization_event(key)
-            metadata = event.asset_materialization.metadata if event else {}
-            path = metadata.get("path")
+            if event is None:
+                continue
+            metadata = event.asset_materialization.metadata
             headline = {
-                name: metadata[name].value
-                for name in (
-                    "n_files",
-                    "n_rows",
-                    "n_test",
-                    "val_accuracy",
-                    "accuracy",
-                    "f1_macro",
-                    "energy_kwh",
-                )
+                name: round(metadata[name].value, 4)
+                if isinstance(metadata[name].value, float)
+                else metadata[name].value
+                for name in HEADLINE_METADATA
                 if name in metadata
             }
-            print(f"  {key.to_user_string():<18} {path.value if path else ''}  {headline}")
+            print(f"  {key.to_user_string():<17} {metadata['path'].value}")
+            if headline:
+                print(f"  {'':<17} {headline}")
+    return 0
+
+
+HEADLINE_METADATA = (
+    "n_files",
+    "n_rejected",
+    "n_rows",
+    "n_train",
+    "n_test",
+    "val_accuracy",
+    "accuracy",
+    "f1_macro",
+    "heat_in_brain",
+    "energy_kwh",
+)
+
+
+def _model_path(explicit: str | None) -> Path:
+    """--model, else the model recorded by the latest materialization of trained_model."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return path
+    _dagster_home()
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(MODEL_ASSET))
+    if event is None:
+        raise FileNotFoundError(
+            f"no {MODEL_ASSET} has been materialized in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
+            "run `brain-pipeline materialize` first or pass --model PATH"
+        )
+    return Path(str(event.asset_materialization.metadata["path"].value))
+
+
+def _load_inputs(paths: list[str], image_size: int):
+    """Preprocess each file; failures become per-file error messages, not an abort."""
+    from brain_pipeline.core.imaging import load_image, preprocess_image
+
+    tensors, errors = {}, {}
+    for path in paths:
+        try:
+            tensors[path] = preprocess_image(load_image(Path(path)), image_size)
+        except FileNotFoundError:
+            errors[path] = "file not found"
+        except Exception as exc:  # any undecodable input is reported, the rest still run
+            errors[path] = f"cannot read as an image: {type(exc).__name__}: {exc}"
+    return tensors, errors
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+
+    from brain_pipeline.core.sources import TARGET_CLASSES
+
+    model = keras.models.load_model(_model_path(args.model))
+    tensors, errors = _load_inputs(args.images, int(model.input_shape[1]))
+    probabilities = model.predict(np.stack(list(tensors.values())), verbose=0) if tensors else []
+    by_path = dict(zip(tensors, probabilities, strict=True))
+    for path in args.images:
+        if path in errors:
+            print(json.dumps({"path": path, "error": errors[path]}))
+            print(f"brain-pipeline predict: {path}: {errors[path]}", file=sys.stderr)
+            continue
+        scores = by_path[path]
+        print(
+            json.dumps(
+                {
+                    "path": path,
+                    "predicted_class": TARGET_CLASSES[int(np.argmax(scores))],
+                    "probabilities": {
+                        c: round(float(p), 6) for c, p in zip(TARGET_CLASSES, scores, strict=True)
+                    },
+                }
+            )
+        )
+    return 1 if errors else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+
+    from brain_pipeline.core import gradcam
+    from brain_pipeline.core.artifacts import write_figure
+    from brain_pipeline.core.sources import TARGET_CLASSES
+
+    model = keras.models.load_model(_model_path(args.model))
+    tensors, errors = _load_inputs([args.image], int(model.input_shape[1]))
+    if errors:
+        print(f"brain-pipeline explain: {args.image}: {errors[args.image]}", file=sys.stderr)
+        return 1
+    image = tensors[args.image][np.newaxis]
+    scores = model.predict(image, verbose=0)[0]
+    predicted = int(np.argmax(scores))
+    heatmap = gradcam.gradcam(model, image, np.array([predicted]), method=args.method)
+    title = f"{TARGET_CLASSES[predicted]} ({scores[predicted]:.2f})"
+    figure = gradcam.render_gallery(
+        image, heatmap, [title], columns=1, suptitle=Path(args.image).name
+    )
+    write_figure(Path(args.out), figure)
+    print(
+        json.dumps(
+            {
+                "path": args.image,
+                "predicted_class": TARGET_CLASSES[predicted],
+                "probability": round(float(scores[predicted]), 6),
+                "method": args.method,
+                "overlay": str(args.out),
+            }
+        )
+    )
     return 0
 
 
@@ -87,7 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "materialize", help="observe the raw data and materialize every asset (full_pipeline)"
     )
+    run.add_argument("--config", help="JSON run config (the launchpad's, as JSON)")
     run.set_defaults(handler=_materialize)
+
+    predict = commands.add_parser("predict", help="classify images; one JSON object per image")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--model", help=".keras file (default: the latest materialized model)")
+    predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="predicted class and a Grad-CAM overlay")
+    explain.add_argument("image", metavar="IMAGE")
+    explain.add_argument("--out", required=True, help="where to write the overlay PNG")
+    explain.add_argument("--model", help=".keras file (default: the latest materialized model)")
+    explain.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
+    explain.set_defaults(handler=_explain)
     return parser
 
 

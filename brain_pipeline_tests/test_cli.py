@@ -1,0 +1,94 @@
+"""The brain-pipeline command line: synth, materialize, predict, explain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from brain_pipeline.cli import main
+
+TINY_CONFIG = {
+    "ops": {
+        "trained_model": {"config": {"image_size": 48, "epochs": 1, "batch_size": 16}},
+        "gradcam_gallery": {"config": {"images_per_gallery": 1}},
+    }
+}
+
+
+def test_synth_writes_kaggle_layouts(tmp_path: Path, capsys) -> None:
+    assert (
+        main(["synth", "--out", str(tmp_path), "--images-per-label", "2", "--image-scale", "0.2"])
+        == 0
+    )
+    assert "wrote 16 images" in capsys.readouterr().out
+    assert len(list((tmp_path / "synth_navoneel" / "yes").iterdir())) == 2
+    # Refuses to mix two runs in one folder, with a clear message and exit status 2.
+    assert main(["synth", "--out", str(tmp_path), "--images-per-label", "2"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def materialized_home(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    config = home / "run_config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
+    patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(home / "artifacts"))
+    assert main(["materialize", "--config", str(config)]) == 0
+    yield home
+    patch.undo()
+
+
+def test_materialize_reports_every_asset(materialized_home: Path, capsys) -> None:
+    # The fixture ran it; a persistent instance now holds the history.
+    assert (materialized_home / "dagster" / "history").exists()
+    assert {p.name for p in (materialized_home / "artifacts").iterdir()} >= {
+        "balanced_index",
+        "dataset_splits",
+        "emissions_record",
+        "gradcam_gallery",
+        "image_manifest",
+        "model_evaluation",
+        "trained_model",
+    }
+
+
+def test_predict_uses_the_latest_model_and_reports_bad_files(
+    materialized_home: Path, tiny_data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    good = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"<html>not an image</html>")
+    status = main(["predict", str(good), str(broken), str(tmp_path / "missing.png")])
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert status == 1
+    assert lines[0]["path"] == str(good)
+    assert lines[0]["predicted_class"] in {"healthy_brain", "tumor_brain", "alzheimer_brain"}
+    assert sum(lines[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert "cannot read as an image" in lines[1]["error"]
+    assert lines[2]["error"] == "file not found"
+    assert "broken.jpg" in captured.err
+
+
+def test_explain_writes_an_overlay(
+    materialized_home: Path, tiny_data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    image = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
+    out = tmp_path / "overlay.png"
+    assert main(["explain", str(image), "--out", str(out), "--method", "gradcam++"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overlay"] == str(out) and 0 < report["probability"] <= 1
+    with Image.open(out) as overlay:
+        assert overlay.size[0] > 100
+
+
+def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "empty_home"))
+    assert main(["predict", "x.jpg"]) == 2
+    assert "run `brain-pipeline materialize` first" in capsys.readouterr().err
