@@ -194,6 +194,17 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    from brain_pipeline.core.lineage import render_text, trace
+
+    node = trace(Path(args.path))
+    if args.json:
+        print(json.dumps(node.as_dict(), indent=2, default=str))
+    else:
+        print("\n".join(render_text(node)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brain-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", help=".keras file (default: the latest materialized model)")
     explain.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
     explain.set_defaults(handler=_explain)
+
+    lineage = commands.add_parser(
+        "lineage", help="trace an artifact back through every step to the raw images"
+    )
+    lineage.add_argument("path", metavar="PATH", help="any file the pipeline wrote")
+    lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    lineage.set_defaults(handler=_lineage)
     return parser
 
 

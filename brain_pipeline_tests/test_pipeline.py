@@ -143,3 +143,44 @@ def test_emissions_are_recorded_for_each_tracked_step(pipeline_run) -> None:
     assert training["country_iso_code"] == "FRA"
     assert metadata["trained_model"]["energy_kwh"].value > 0
     assert metadata["emissions_record"]["n_model_versions"].value == 1
+
+
+def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    defs = build_definitions(
+        data_dir=tiny_data_dir,
+        artifacts_dir=tmp_path / "artifacts",
+        carbon=CarbonTracker(enabled=False),
+    )
+    job = defs.resolve_job_def(FULL_PIPELINE_JOB)
+    with dg.instance_for_test() as instance:
+
+        def run(config):
+            job.execute_in_process(run_config=config, instance=instance)
+            events = {
+                key: instance.get_latest_materialization_event(
+                    dg.AssetKey(key)
+                ).asset_materialization
+                for key in ASSETS
+            }
+            return {key: event.metadata["cache_hit"].value for key, event in events.items()}, events
+
+        cold, cold_events = run(FAST_RUN)
+        assert not any(cold.values())
+        warm, warm_events = run(FAST_RUN)
+        assert all(warm.values()), warm
+        assert (
+            warm_events["trained_model"].metadata["path"]
+            == cold_events["trained_model"].metadata["path"]
+        )
+        assert (
+            warm_events["trained_model"].tags["dagster/data_version"]
+            == cold_events["trained_model"].tags["dagster/data_version"]
+        )
+
+        reseeded = json.loads(json.dumps(FAST_RUN))
+        reseeded["ops"]["trained_model"]["config"]["seed"] = 7
+        partial, _ = run(reseeded)
+        assert partial["image_manifest"] and partial["dataset_splits"]
+        assert not partial["trained_model"] and not partial["model_evaluation"]

@@ -4,8 +4,6 @@ raw/<dataset> -> image_manifest -> balanced_index -> dataset_splits -> trained_m
 -> model_evaluation, gradcam_gallery -> emissions_record
 """
 
-import hashlib
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -32,10 +30,13 @@ from brain_pipeline.core.sources import TARGET_CLASSES, DatasetSpec, dataset_fin
 from brain_pipeline.core.training import TrainingConfig, predict_probabilities, train_classifier
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
+    computed,
     figure_metadata,
+    input_signature,
     markdown_table,
     raw_data_versions,
     record_provenance,
+    reuse_if_unchanged,
     upstream_artifact,
 )
 
@@ -186,6 +187,12 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Every file in every raw dataset: hash, class, format, size, status and reason."""
         raw = storage.raw_data()
+        data_versions = raw_data_versions(context, raw_keys)
+        signature = input_signature(
+            context, config={"data_dir": str(raw.data_dir)}, upstream_versions=data_versions
+        )
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         previous = _previous_manifest(context)
         folder = storage.run_dir("image_manifest", context.run_id)
         with track_step(carbon.settings(), asset_key="image_manifest", run_id=context.run_id) as m:
@@ -202,7 +209,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             context,
             folder,
             config={"data_dir": str(raw.data_dir)},
-            extra={"raw_data_versions": raw_data_versions(context, raw_keys)},
+            extra={"raw_data_versions": data_versions},
         )
         counts = pd.crosstab(manifest["dataset"], manifest["target_class"].fillna("(unmapped)"))
         sizes = manifest.dropna(subset=["width"]).assign(
@@ -211,8 +218,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         size_table = sizes.groupby(["dataset", "format", "mode"]).agg(
             images=("sha256", "size"), distinct_sizes=("size", "nunique")
         )
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "n_files": summary["n_files"],
                 "n_ok": summary["n_ok"],
@@ -229,7 +237,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                     plots.class_distribution(counts, "Files per dataset and class (raw)"),
                 ),
                 **_emissions_metadata(m.record),
-            }
+            },
         )
 
     @dg.asset(
@@ -243,6 +251,11 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Unique contents, near-duplicate groups (`group_id`), classes balanced by downsampling."""
         manifest_artifact = upstream_artifact(context, "image_manifest")
+        signature = input_signature(
+            context, config=config.model_dump(), upstream=[manifest_artifact]
+        )
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         manifest = pd.read_parquet(manifest_artifact.path)
         index, conflicts, report = dedup.build_balanced_index(
             manifest,
@@ -262,8 +275,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             }
         ).T
         group_sizes = index["group_id"].value_counts()
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "n_rows": len(index),
                 "n_unique_contents": report.n_unique_contents,
@@ -283,7 +297,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 "samples": figure_metadata(
                     folder, "samples.png", _sample_grid(storage, index, config.seed)
                 ),
-            }
+            },
         )
 
     @dg.asset(
@@ -297,6 +311,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Train / val / test by near-duplicate group: stable, stratified, leakage-free."""
         index_artifact = upstream_artifact(context, "balanced_index")
+        signature = input_signature(context, config=config.model_dump(), upstream=[index_artifact])
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         table = splits.assign_splits(
             pd.read_parquet(index_artifact.path),
             salt=config.salt,
@@ -308,8 +325,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         record_provenance(context, folder, config=config.model_dump(), upstream=[index_artifact])
         counts = splits.split_class_counts(table)
         leakage = splits.leakage_report(table)
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 **{f"n_{name}": int((table["split"] == name).sum()) for name in splits.SPLITS},
                 "split_class_counts": markdown_table(counts),
@@ -319,7 +337,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                     "split_distribution.png",
                     plots.class_distribution(counts, "Images per split and class"),
                 ),
-            }
+            },
         )
 
     @dg.asset(
@@ -336,6 +354,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """A Keras CNN trained on the train split, early-stopped on the val split."""
         splits_artifact = upstream_artifact(context, "dataset_splits")
+        signature = input_signature(context, config=config.model_dump(), upstream=[splits_artifact])
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         table = pd.read_parquet(splits_artifact.path)
         core_config = config.to_core()
         train_x, train_y = _split_tensors(
@@ -347,7 +368,6 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         folder = storage.run_dir("trained_model", context.run_id)
         model_version = folder.name
         # Keyed by the inputs, so re-running a killed materialization resumes its epochs.
-        resume_key = _resume_key(splits_artifact.run_id, config.model_dump())
         with track_step(
             carbon.settings(),
             asset_key="trained_model",
@@ -361,7 +381,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 val_y,
                 core_config,
                 class_names=TARGET_CLASSES,
-                resume_dir=storage.shared_dir("training_checkpoints") / resume_key,
+                resume_dir=storage.shared_dir("training_checkpoints") / signature,
                 log=context.log.info,
             )
         path = folder / "model.keras"
@@ -385,8 +405,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         )
         record_provenance(context, folder, config=config.model_dump(), upstream=[splits_artifact])
         best = result.best_epoch - result.resumed_from_epoch - 1
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "model_version": model_version,
                 "architecture": config.architecture,
@@ -406,7 +427,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                     ),
                 ),
                 **_emissions_metadata(m.record),
-            }
+            },
         )
 
     @dg.asset(
@@ -423,6 +444,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")
+        signature = input_signature(context, config={}, upstream=[model_artifact, splits_artifact])
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         model = keras.models.load_model(model_artifact.path)
         table = pd.read_parquet(splits_artifact.path)
         test = table[table["split"] == "test"].reset_index(drop=True)
@@ -454,8 +478,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         write_json(folder / "emissions.json", m.record)
         record_provenance(context, folder, config={}, upstream=[model_artifact, splits_artifact])
         report = pd.DataFrame(metrics["classification_report"]).T.round(3)
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "model_version": model_version,
                 "n_test_images": metrics["n_images"],
@@ -487,7 +512,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                     ),
                 ),
                 **_emissions_metadata(m.record),
-            }
+            },
         )
 
     @dg.asset(
@@ -509,6 +534,11 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")
+        signature = input_signature(
+            context, config=config.model_dump(), upstream=[model_artifact, splits_artifact]
+        )
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         model = keras.models.load_model(model_artifact.path)
         table = pd.read_parquet(splits_artifact.path)
         test = table[table["split"] == "test"].reset_index(drop=True)
@@ -588,15 +618,16 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         record_provenance(
             context, folder, config=config.model_dump(), upstream=[model_artifact, splits_artifact]
         )
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "model_version": model_version,
                 "method": config.method,
                 **{k: v for k, v in score_dict.items() if v is not None},
                 **metadata,
                 **_emissions_metadata(m.record),
-            }
+            },
         )
 
     @dg.asset(
@@ -613,6 +644,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             upstream_artifact(context, key)
             for key in ("image_manifest", "trained_model", "model_evaluation", "gradcam_gallery")
         ]
+        signature = input_signature(context, config={}, upstream=steps)
+        if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
+            return cached
         records = [read_json(step.folder / "emissions.json") for step in steps]
         history_dir = storage.shared_dir("emissions_history")
         history = append_history(history_dir / "steps.parquet", records)
@@ -628,8 +662,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             ["asset_key", "duration_s", "energy_kwh", "emissions_kg", "measurement_mode"]
         ]
         latest = table.iloc[-1]
-        return dg.MaterializeResult(
-            metadata={
+        return computed(
+            signature,
+            {
                 "path": dg.MetadataValue.path(str(path)),
                 "n_records": len(history),
                 "n_model_versions": len(table),
@@ -655,7 +690,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 "efficiency": figure_metadata(
                     folder, "efficiency.png", plots.efficiency_plot(table)
                 ),
-            }
+            },
         )
 
     return [
@@ -698,11 +733,6 @@ class _atomic_model_path:
             self.tmp.replace(self.destination)
         else:
             self.tmp.unlink(missing_ok=True)
-
-
-def _resume_key(splits_run_id: str, config: dict) -> str:
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{splits_run_id[:8]}_{digest}"
 
 
 def _within_alzheimer_source(test: pd.DataFrame, probabilities: np.ndarray) -> dict:

@@ -29,6 +29,9 @@ class PipelineStorage(dg.ConfigurableResource):
 
     data_dir: str
     artifacts_dir: str
+    # Reuse an asset's previous artifact when its code version, config and inputs are
+    # unchanged; set to false to force every asset to recompute.
+    reuse_unchanged: bool = True
 
     def raw_data(self) -> RawDataConfig:
         return load_raw_data_config(Path(self.data_dir))

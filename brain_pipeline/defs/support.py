@@ -1,6 +1,8 @@
 """Small helpers the assets share: upstream artifacts, provenance, plots as metadata."""
 
 import base64
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +101,60 @@ def figure_metadata(folder: Path, file_name: str, figure: Any) -> dg.MetadataVal
 
 def markdown_table(frame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown() if hasattr(frame, "to_markdown") else str(frame))
+
+
+def input_signature(
+    context: dg.AssetExecutionContext,
+    *,
+    config: dict[str, Any],
+    upstream: list[UpstreamArtifact] = (),
+    upstream_versions: dict[str, str | None] | None = None,
+) -> str:
+    """A hash of everything an asset's output depends on: code version, config, inputs.
+
+    It doubles as the asset's data version, so a recomputation from the same inputs keeps
+    the same version and downstream assets are not marked stale by it.
+    """
+    payload = {
+        "asset": context.asset_key.to_user_string(),
+        "code_version": context.assets_def.code_versions_by_key.get(context.asset_key),
+        "config": config,
+        "upstream": {u.asset_key: u.data_version for u in upstream} | (upstream_versions or {}),
+    }
+    encoded = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:20]
+
+
+def reuse_if_unchanged(
+    context: dg.AssetExecutionContext, signature: str, enabled: bool
+) -> dg.MaterializeResult | None:
+    """The previous result, if it was computed from identical inputs and its file still exists."""
+    if not enabled:
+        return None
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = dict(event.asset_materialization.metadata)
+    previous = metadata.get("input_signature")
+    path = metadata.get("path")
+    if previous is None or previous.value != signature or path is None:
+        return None
+    if not Path(str(path.value)).exists():
+        return None
+    context.log.info(
+        f"inputs, config and code unchanged since run {event.run_id}: reusing {path.value}"
+    )
+    metadata.update(
+        cache_hit=True,
+        reused_from_run=event.run_id,
+        reused_artifact=dg.MetadataValue.path(str(path.value)),
+    )
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(signature))
+
+
+def computed(signature: str, metadata: dict[str, Any]) -> dg.MaterializeResult:
+    """A freshly computed result, stamped with its input signature."""
+    return dg.MaterializeResult(
+        metadata={**metadata, "input_signature": signature, "cache_hit": False},
+        data_version=dg.DataVersion(signature),
+    )

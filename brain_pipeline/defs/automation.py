@@ -1,0 +1,86 @@
+"""Retraining when the raw data changes: a sensor and a weekly schedule, both off by default.
+
+Both compare each raw dataset's fingerprint (the same one its observable source reports as
+data version) with what was last seen, and request a run only when something changed. The
+run re-observes the changed datasets and materializes their downstream assets; memoised
+assets whose inputs did not change reuse their artifacts.
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from brain_pipeline.core.sources import RawDataConfig, dataset_fingerprint
+
+DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
+RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"
+
+
+def current_fingerprints(raw: RawDataConfig) -> dict[str, str]:
+    return {spec.name: dataset_fingerprint(spec.root) for spec in raw.datasets}
+
+
+def changed_datasets(previous: dict[str, str], current: dict[str, str]) -> list[str]:
+    """Datasets added, removed or with a different fingerprint."""
+    names = set(previous) | set(current)
+    return sorted(name for name in names if previous.get(name) != current.get(name))
+
+
+def _fingerprints_of_last_manifest(instance: dg.DagsterInstance) -> dict[str, str]:
+    """The raw data versions that the current image_manifest was built from."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("image_manifest"))
+    if event is None or event.asset_materialization is None:
+        return {}
+    prefix = "dagster/input_data_version/raw/"
+    return {
+        tag.removeprefix(prefix): value
+        for tag, value in event.asset_materialization.tags.items()
+        if tag.startswith(prefix)
+    }
+
+
+def _run_request(job_name: str, changed: list[str], current: dict[str, str]) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=json.dumps(current, sort_keys=True),
+        job_name=job_name,
+        tags={"brain_pipeline/changed_datasets": ",".join(changed)},
+    )
+
+
+def build_automation(
+    raw: RawDataConfig, job_name: str
+) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
+    @dg.sensor(
+        job_name=job_name,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Runs the pipeline when images are added, removed or changed.",
+    )
+    def raw_data_changed(context: dg.SensorEvaluationContext):
+        current = current_fingerprints(raw)
+        previous = json.loads(context.cursor) if context.cursor else None
+        if previous is None:
+            # First evaluation: compare with what the current model was built from.
+            previous = _fingerprints_of_last_manifest(context.instance)
+        changed = changed_datasets(previous, current)
+        context.update_cursor(json.dumps(current, sort_keys=True))
+        if not changed:
+            return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
+        context.log.info(f"changed datasets: {', '.join(changed)}")
+        return _run_request(job_name, changed, current)
+
+    @dg.schedule(
+        job_name=job_name,
+        cron_schedule=os.environ.get(RETRAIN_CRON_ENV, DEFAULT_RETRAIN_CRON),
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Weekly retraining; skipped when the raw data did not change.",
+    )
+    def weekly_retrain(context: dg.ScheduleEvaluationContext):
+        current = current_fingerprints(raw)
+        changed = changed_datasets(_fingerprints_of_last_manifest(context.instance), current)
+        if not changed:
+            return dg.SkipReason("the raw data is unchanged since the current image_manifest")
+        return _run_request(job_name, changed, current)
+
+    return raw_data_changed, weekly_retrain

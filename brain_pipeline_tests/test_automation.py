@@ -1,0 +1,79 @@
+"""The sensor and the schedule request a run when raw data changes, and skip otherwise."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from brain_pipeline.definitions import build_definitions
+
+
+@pytest.fixture()
+def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "raw"
+    shutil.copytree(tiny_data_dir, copy)
+    return copy
+
+
+def _evaluate_sensor(defs: dg.Definitions, instance, cursor: str | None):
+    sensor = defs.resolve_sensor_def("raw_data_changed")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    result = sensor.evaluate_tick(context)
+    return result, context.cursor
+
+
+def test_sensor_requests_a_run_on_added_file_and_skips_otherwise(
+    data_copy: Path, tmp_path: Path
+) -> None:
+    defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
+    with dg.instance_for_test() as instance:
+        first, cursor = _evaluate_sensor(defs, instance, None)
+        # Nothing materialized yet: every dataset is new to the pipeline.
+        assert len(first.run_requests) == 1
+        assert first.run_requests[0].job_name == "full_pipeline"
+
+        unchanged, cursor = _evaluate_sensor(defs, instance, cursor)
+        assert unchanged.run_requests == []
+        assert "no raw dataset changed" in unchanged.skip_message
+
+        source = next((data_copy / "synth_navoneel" / "yes").iterdir())
+        shutil.copy(source, data_copy / "synth_navoneel" / "yes" / "new_scan.jpg")
+        changed, cursor = _evaluate_sensor(defs, instance, cursor)
+        assert len(changed.run_requests) == 1
+        assert changed.run_requests[0].tags["brain_pipeline/changed_datasets"] == "synth_navoneel"
+
+
+def test_sensor_and_schedule_are_off_by_default(data_copy: Path, tmp_path: Path) -> None:
+    defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path)
+    assert (
+        defs.resolve_sensor_def("raw_data_changed").default_status == dg.DefaultSensorStatus.STOPPED
+    )
+    schedule = defs.resolve_schedule_def("weekly_retrain")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "0 3 * * 1"
+
+
+def test_schedule_skips_when_the_manifest_is_current(data_copy: Path, tmp_path: Path) -> None:
+    defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
+    schedule = defs.resolve_schedule_def("weekly_retrain")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance)
+        assert len(schedule.evaluate_tick(context).run_requests) == 1  # never built yet
+        keys = ["raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"]
+        defs.resolve_job_def("full_pipeline").execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey.from_user_string(k) for k in [*keys, "image_manifest"]],
+        )
+        skipped = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert skipped.run_requests == []
+        assert "unchanged" in skipped.skip_message
+        (data_copy / "synth_alzheimer" / "Image-dataset" / "train" / "MildDemented").joinpath(
+            "mildDem_new.jpg"
+        ).write_bytes(next((data_copy / "synth_navoneel" / "no").iterdir()).read_bytes())
+        assert (
+            len(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests)
+            == 1
+        )
