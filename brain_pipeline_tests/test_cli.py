@@ -92,3 +92,47 @@ def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypat
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "empty_home"))
     assert main(["predict", "x.jpg"]) == 2
     assert "run `brain-pipeline materialize` first" in capsys.readouterr().err
+
+
+def test_lineage_traces_a_gallery_png_back_to_raw_images(materialized_home: Path, capsys) -> None:
+    gallery = next(
+        (materialized_home / "artifacts" / "gradcam_gallery").glob("*/tumor_brain_*.png")
+    )
+    assert main(["lineage", str(gallery), "--json"]) == 0
+    tree = json.loads(capsys.readouterr().out)
+
+    def chain(node):
+        yield node
+        for upstream in node["upstream"]:
+            yield from chain(upstream)
+
+    keys = [node["asset_key"] for node in chain(tree)]
+    assert keys[0] == "gradcam_gallery"
+    assert {"trained_model", "dataset_splits", "balanced_index", "image_manifest"} <= set(keys)
+    manifest_node = next(node for node in chain(tree) if node["asset_key"] == "image_manifest")
+    assert set(manifest_node["raw_data_versions"]) == {
+        "raw/synth_navoneel",
+        "raw/synth_preetviradiya",
+        "raw/synth_alzheimer",
+    }
+    # The gallery's images are raw files whose hashes match the bytes on disk.
+    import hashlib
+
+    from brain_pipeline.core.sources import load_raw_data_config
+
+    raw = load_raw_data_config(Path(manifest_node["config"]["data_dir"]))
+    roots = {spec.name: spec.root for spec in raw.datasets}
+    for row in tree["images"]["rows"]:
+        assert row["target_class"] == "tumor_brain"
+        data = (roots[row["dataset"]] / row["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+    assert main(["lineage", str(gallery)]) == 0
+    text = capsys.readouterr().out
+    assert "<- trained_model" in text and "(data version " in text
+
+
+def test_lineage_of_a_foreign_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    stray = tmp_path / "stray.png"
+    stray.write_bytes(b"x")
+    assert main(["lineage", str(stray)]) == 2
+    assert "no provenance.json" in capsys.readouterr().err
