@@ -8,6 +8,7 @@ the unit the splitter assigns, so no near-copy can sit on both sides of a split.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ class IndexReport:
     n_conflicting_contents: int
     n_near_duplicate_groups: int
     largest_group_size: int
+    group_size_distribution: dict[str, int]  # group size -> number of groups, all unique contents
     counts_before_balancing: dict[str, int]
     counts_after_balancing: dict[str, int]
 
@@ -103,13 +105,19 @@ def assign_group_ids(unique: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Randomly downsample every class to the size of the smallest one (the study's method)."""
+    """Randomly downsample every class to the size of the smallest one (the study's method).
+
+    "Random" is a seeded hash of each content: every class keeps its images with the lowest
+    hash, so adding images to a class displaces few of the images already kept, where a fresh
+    random sample would reshuffle them all.
+    """
     smallest = int(unique["target_class"].value_counts().min())
-    parts = [
-        members.sample(n=smallest, random_state=seed)
-        for _, members in unique.groupby("target_class", sort=True)
-    ]
-    return pd.concat(parts).sort_values(["target_class", "sha256"]).reset_index(drop=True)
+    order = unique["sha256"].map(lambda sha: hashlib.sha256(f"{seed}:{sha}".encode()).hexdigest())
+    ranked = unique.assign(_order=order).sort_values("_order")
+    kept = ranked.groupby("target_class", sort=True).head(smallest)
+    return (
+        kept.drop(columns="_order").sort_values(["target_class", "sha256"]).reset_index(drop=True)
+    )
 
 
 def build_balanced_index(
@@ -138,6 +146,9 @@ def build_balanced_index(
         n_conflicting_contents=int(len(conflicting)),
         n_near_duplicate_groups=int(len(group_sizes)),
         largest_group_size=int(group_sizes.max()),
+        group_size_distribution={
+            str(size): int(n) for size, n in group_sizes.value_counts().sort_index().items()
+        },
         counts_before_balancing=_class_counts(grouped),
         counts_after_balancing=_class_counts(index),
     )

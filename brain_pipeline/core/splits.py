@@ -12,6 +12,7 @@ than a few dozen groups.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -49,6 +50,92 @@ def assign_splits(
     result = index.copy()
     result["split"] = [split_for_position(p, val_fraction, test_fraction) for p in positions]
     return result
+
+
+def assign_fixed_test_count(
+    index: pd.DataFrame, *, salt: str, test_per_class: int, val_fraction: float = 0.15
+) -> pd.DataFrame:
+    """The study's protocol: a fixed number of test images per class, the rest train / val.
+
+    Groups are taken in the order of their hash position, whole, until each class has at least
+    `test_per_class` test images; validation then takes `val_fraction` of what remains the
+    same way. Still group-aware and seeded by the salt.
+    """
+    if test_per_class < 1:
+        raise ValueError("test_per_class must be at least 1")
+    result = index.copy()
+    result["split"] = "train"
+    positions = result["group_id"].map(lambda group: group_position(group, salt))
+    for _, members in result.assign(_position=positions).groupby("target_class"):
+        groups = members.groupby("group_id")["_position"].first().sort_values().index
+        sizes = members["group_id"].value_counts()
+        if sizes.sum() <= test_per_class:
+            raise ValueError(
+                f"class {members['target_class'].iloc[0]!r} has {sizes.sum()} images, not more "
+                f"than test_per_class={test_per_class}; lower it"
+            )
+        taken, val_target = 0, None
+        for group in groups:
+            if taken < test_per_class:
+                result.loc[result["group_id"] == group, "split"] = "test"
+                taken += int(sizes[group])
+                continue
+            if val_target is None:
+                val_target, val_taken = val_fraction * (sizes.sum() - taken), 0
+            if val_taken < val_target:
+                result.loc[result["group_id"] == group, "split"] = "val"
+                val_taken += int(sizes[group])
+    return result
+
+
+@dataclass
+class SplitChanges:
+    """What inheriting the previous assignment did."""
+
+    inherited_groups: int = 0
+    bridging_groups: int = 0
+    moved_images: list[dict] = field(default_factory=list)
+
+
+def keep_previous_assignment(
+    table: pd.DataFrame, previous: pd.DataFrame | None
+) -> tuple[pd.DataFrame, SplitChanges]:
+    """Keep yesterday's split for every image that had one.
+
+    A group whose images were all in one split keeps that split (even if a new member changed
+    its group key). A new image that joins groups from different splits merges them; the
+    merged group goes to the split most of its previously assigned images held (ties: test,
+    then val, then train, so the test set loses nothing), and the images that move are
+    reported.
+    """
+    changes = SplitChanges()
+    if previous is None or previous.empty:
+        return table, changes
+    before = previous.drop_duplicates("sha256").set_index("sha256")["split"]
+    result = table.copy()
+    result["_previous"] = result["sha256"].map(before)
+    preference = {name: rank for rank, name in enumerate(("test", "val", "train"))}
+    for group, members in result.groupby("group_id"):
+        held = members["_previous"].dropna()
+        if held.empty:
+            continue
+        counts = held.value_counts()
+        chosen = min(counts.index, key=lambda split: (-counts[split], preference[split]))
+        changes.inherited_groups += 1
+        if len(counts) > 1:
+            changes.bridging_groups += 1
+            for _, row in members[members["_previous"].notna()].iterrows():
+                if row["_previous"] != chosen:
+                    changes.moved_images.append(
+                        {
+                            "sha256": row["sha256"],
+                            "from": row["_previous"],
+                            "to": chosen,
+                            "group_id": group,
+                        }
+                    )
+        result.loc[members.index, "split"] = chosen
+    return result.drop(columns="_previous"), changes
 
 
 def leakage_report(splits: pd.DataFrame) -> dict[str, int]:

@@ -86,6 +86,8 @@ class SplitConfig(dg.Config):
     salt: str = "brain_pipeline"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # The study's protocol: this many test images per class (test_fraction is then unused).
+    test_images_per_class: int | None = None
 
 
 class TrainingParams(dg.Config):
@@ -151,15 +153,51 @@ def _split_tensors(
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
 
-def _sample_grid(storage: PipelineStorage, frame: pd.DataFrame, seed: int, per_class: int = 6):
+def _sample_grid(
+    storage: PipelineStorage, frame: pd.DataFrame, seed: int, by: str, per_group: int = 6
+):
+    """A row of preprocessed samples for each value of `by` (class, or source dataset)."""
     roots = {spec.name: spec.root for spec in storage.raw_data().datasets}
     images, titles = [], []
-    for target, members in frame.groupby("target_class", sort=True):
-        for _, row in members.sample(n=min(per_class, len(members)), random_state=seed).iterrows():
+    for _, members in frame.groupby(by, sort=True):
+        for _, row in members.sample(n=min(per_group, len(members)), random_state=seed).iterrows():
             image = load_image(filesystem_path(roots[row["dataset"]], row["path"]))
             images.append(preprocess_with_mask(image, None, 96)[0])
-            titles.append(f"{target}\n{row['dataset']}")
-    return plots.image_grid(images, titles, columns=per_class, title="As the model sees them")
+            titles.append(f"{row['target_class']}\n{row['dataset']}")
+        images.extend(
+            [np.zeros((96, 96, 1), np.float32)] * (per_group - min(per_group, len(members)))
+        )
+        titles.extend([""] * (per_group - min(per_group, len(members))))
+    return plots.image_grid(
+        images, titles, columns=per_group, title=f"Samples per {by}, as the model sees them"
+    )
+
+
+def _counts_by_stage(manifest: pd.DataFrame, index: pd.DataFrame, unique_counts: dict):
+    """Images per dataset and class: usable files, unique contents, after balancing."""
+    usable = manifest[(manifest["status"] == "ok") & manifest["target_class"].notna()]
+    table = (
+        pd.DataFrame(
+            {
+                "files": usable.groupby(["dataset", "target_class"]).size(),
+                "after balancing": index.groupby(["dataset", "target_class"]).size(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+    )
+    overall = (
+        pd.DataFrame(
+            {
+                "files": usable["target_class"].value_counts(),
+                "unique": pd.Series(unique_counts),
+                "after balancing": index["target_class"].value_counts(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+    )
+    return table, overall
 
 
 def _emissions_metadata(record: dict) -> dict:
@@ -268,13 +306,18 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         write_parquet(folder / "label_conflicts.parquet", conflicts)
         write_json(folder / "report.json", report.__dict__)
         record_provenance(context, folder, config=config.model_dump(), upstream=[manifest_artifact])
-        stages = pd.DataFrame(
-            {
-                "unique contents": report.counts_before_balancing,
-                "after balancing": report.counts_after_balancing,
-            }
-        ).T
-        group_sizes = index["group_id"].value_counts()
+        per_dataset, overall = _counts_by_stage(manifest, index, report.counts_before_balancing)
+        largest = (
+            index.groupby("group_id")
+            .agg(
+                size=("sha256", "size"),
+                target_class=("target_class", "first"),
+                example=("path", "first"),
+                dataset=("dataset", "first"),
+            )
+            .sort_values("size", ascending=False)
+            .head(5)
+        )
         return computed(
             signature,
             {
@@ -285,17 +328,26 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 "n_label_conflicts": report.n_conflicting_contents,
                 "n_near_duplicate_groups": report.n_near_duplicate_groups,
                 "largest_group_size": report.largest_group_size,
-                "group_size_distribution": dg.MetadataValue.json(
-                    {str(k): int(v) for k, v in group_sizes.value_counts().sort_index().items()}
-                ),
-                "class_counts": markdown_table(stages),
+                "group_size_distribution": dg.MetadataValue.json(report.group_size_distribution),
+                "largest_groups": markdown_table(largest),
+                "class_counts": markdown_table(overall),
+                "class_counts_per_dataset": markdown_table(per_dataset),
                 "class_balance": figure_metadata(
                     folder,
                     "class_balance.png",
-                    plots.class_distribution(stages, "Images per class before and after balancing"),
+                    plots.class_distribution(
+                        overall.T, "Images per class: files, unique contents, after balancing"
+                    ),
                 ),
-                "samples": figure_metadata(
-                    folder, "samples.png", _sample_grid(storage, index, config.seed)
+                "samples_per_class": figure_metadata(
+                    folder,
+                    "samples_per_class.png",
+                    _sample_grid(storage, index, config.seed, by="target_class"),
+                ),
+                "samples_per_source": figure_metadata(
+                    folder,
+                    "samples_per_source.png",
+                    _sample_grid(storage, index, config.seed, by="dataset"),
                 ),
             },
         )
@@ -314,14 +366,31 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         signature = input_signature(context, config=config.model_dump(), upstream=[index_artifact])
         if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
             return cached
-        table = splits.assign_splits(
-            pd.read_parquet(index_artifact.path),
-            salt=config.salt,
-            val_fraction=config.val_fraction,
-            test_fraction=config.test_fraction,
-        )
+        index = pd.read_parquet(index_artifact.path)
+        if config.test_images_per_class:
+            table = splits.assign_fixed_test_count(
+                index,
+                salt=config.salt,
+                test_per_class=config.test_images_per_class,
+                val_fraction=config.val_fraction,
+            )
+        else:
+            table = splits.assign_splits(
+                index,
+                salt=config.salt,
+                val_fraction=config.val_fraction,
+                test_fraction=config.test_fraction,
+            )
+        # Yesterday's test set stays the test set: inherit assignments made under this config.
+        table, changes = splits.keep_previous_assignment(table, _previous_splits(context, config))
+        if changes.moved_images:
+            context.log.warning(
+                f"{len(changes.moved_images)} images moved split: new images joined groups "
+                "from different splits (see moved_images.json)"
+            )
         folder = storage.run_dir("dataset_splits", context.run_id)
         path = write_parquet(folder / "splits.parquet", table)
+        write_json(folder / "moved_images.json", changes.moved_images)
         record_provenance(context, folder, config=config.model_dump(), upstream=[index_artifact])
         counts = splits.split_class_counts(table)
         leakage = splits.leakage_report(table)
@@ -332,6 +401,10 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 **{f"n_{name}": int((table["split"] == name).sum()) for name in splits.SPLITS},
                 "split_class_counts": markdown_table(counts),
                 **leakage,
+                "groups_kept_from_previous_splits": changes.inherited_groups,
+                "bridging_groups": changes.bridging_groups,
+                "moved_images": len(changes.moved_images),
+                "split_config": dg.MetadataValue.json(config.model_dump()),
                 "split_distribution": figure_metadata(
                     folder,
                     "split_distribution.png",
@@ -705,6 +778,21 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 
 
 # --------------------------------------------------------------------------- asset helpers
+
+
+def _previous_splits(context: dg.AssetExecutionContext, config: SplitConfig):
+    """The current splits table, if it was made with the same split config."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    same_config = (
+        "split_config" in metadata and metadata["split_config"].value == config.model_dump()
+    )
+    path = Path(str(metadata["path"].value)) if "path" in metadata else None
+    if not same_config or path is None or not path.exists():
+        return None
+    return pd.read_parquet(path, columns=["sha256", "split"])
 
 
 def _previous_manifest(context: dg.AssetExecutionContext) -> pd.DataFrame | None:

@@ -126,3 +126,75 @@ def test_split_fractions_are_close_per_class_on_many_groups() -> None:
     shares = pd.crosstab(table["target_class"], table["split"], normalize="index")
     assert np.allclose(shares["test"], 0.15, atol=0.03)
     assert np.allclose(shares["val"], 0.15, atol=0.03)
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["sha256", "group_id", "target_class"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_groups=st.integers(2, 30),
+    joins=st.lists(st.integers(0, 29), max_size=10),
+    salt=st.text(max_size=6),
+)
+def test_new_images_joining_a_group_never_move_existing_images(n_groups, joins, salt) -> None:
+    from brain_pipeline.core.splits import keep_previous_assignment
+
+    old = _table([(f"s{g}", f"g{g}", "tumor_brain") for g in range(n_groups)])
+    yesterday = assign_splits(old, salt=salt)
+    # New images join existing groups; their arrival renames the group (a new smallest hash).
+    grown = old.copy()
+    for k, g in enumerate(j % n_groups for j in joins):
+        grown.loc[grown["group_id"] == f"g{g}", "group_id"] = f"a{k}_{g}"
+        grown.loc[len(grown)] = (f"new{k}", f"a{k}_{g}", "tumor_brain")
+    today, changes = keep_previous_assignment(assign_splits(grown, salt=salt), yesterday)
+    merged = today.set_index("sha256")["split"]
+    assert (merged[yesterday["sha256"]].to_numpy() == yesterday["split"].to_numpy()).all()
+    assert changes.moved_images == []
+    assert leakage_report(today)["groups_in_several_splits"] == 0
+
+
+def test_a_bridge_between_splits_is_resolved_toward_test_and_reported() -> None:
+    from brain_pipeline.core.splits import keep_previous_assignment
+
+    yesterday = pd.DataFrame(
+        {
+            "sha256": ["a", "b", "c"],
+            "group_id": ["ga", "gb", "gc"],
+            "split": ["test", "train", "train"],
+        }
+    )
+    # A new image "n" is a near-duplicate of a (test) and b (train): one group now.
+    today = _table(
+        [
+            ("a", "gx", "healthy_brain"),
+            ("b", "gx", "healthy_brain"),
+            ("n", "gx", "healthy_brain"),
+            ("c", "gc", "healthy_brain"),
+        ]
+    )
+    today, changes = keep_previous_assignment(assign_splits(today, salt="s"), yesterday)
+    splits_now = today.set_index("sha256")["split"]
+    assert splits_now["a"] == splits_now["b"] == splits_now["n"] == "test"  # tie -> test
+    assert splits_now["c"] == "train"
+    assert changes.bridging_groups == 1
+    assert changes.moved_images == [
+        {"sha256": "b", "from": "train", "to": "test", "group_id": "gx"}
+    ]
+
+
+def test_fixed_test_count_protocol_takes_whole_groups() -> None:
+    from brain_pipeline.core.splits import assign_fixed_test_count
+
+    rows = [
+        (f"{c}{g}_{i}", f"{c}{g}", c)
+        for c in ("healthy_brain", "tumor_brain")
+        for g in range(40)
+        for i in range(1 + g % 3)
+    ]
+    table = assign_fixed_test_count(_table(rows), salt="s", test_per_class=20)
+    counts = table[table["split"] == "test"]["target_class"].value_counts()
+    assert ((counts >= 20) & (counts <= 22)).all()  # whole groups: may overshoot by < a group
+    assert leakage_report(table)["groups_in_several_splits"] == 0
+    assert (table["split"] == "val").any()
