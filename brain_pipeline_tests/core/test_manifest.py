@@ -61,6 +61,16 @@ def hostile_dataset(tmp_path: Path) -> DatasetSpec:
     bad_name = os.fsencode(str(no)) + b"/bad\xff name.jpg"
     with open(bad_name, "wb") as handle:
         handle.write(_jpeg(6))
+    good_png = bytearray(_png(Image.new("L", (16, 16), 90)))
+    idat = good_png.index(b"IDAT")
+    good_png[idat + 6] ^= 0xFF  # corrupt the compressed data: its CRC no longer matches
+    (no / "broken chunk.png").write_bytes(bytes(good_png))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    Image.new("L", (40, 20), 120).save(buffer, format="JPEG", exif=exif)
+    (no / "rotated.jpg").write_bytes(buffer.getvalue())
+    (no / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     (root / "unlabelled").mkdir()
     (root / "unlabelled" / "x.jpg").write_bytes(_jpeg(7))
     return DatasetSpec(name="hostile", root=root)
@@ -84,12 +94,15 @@ def test_every_file_is_a_row_with_status_and_reason(hostile_dataset: DatasetSpec
     assert rows.loc["no/naïve ü.jpg", "status"] == "ok"
     assert rows.loc["no/link_inside.jpg", "sha256"] == rows.loc["no/naïve ü.jpg", "sha256"]
     assert rows.loc["no/bad\\xff name.jpg", "status"] == "ok"
+    assert "corrupt" in rows.loc["no/broken chunk.png", "reason"]
+    assert "EXIF orientation applied" in rows.loc["no/rotated.jpg", "note"]
+    assert rows.loc["no/Thumbs.db", "status"] == "skipped"
     assert rows.loc["no/.DS_Store", "status"] == "skipped"
     assert rows.loc["no/notes.txt", "status"] == "skipped"
     assert pd.isna(rows.loc["unlabelled/x.jpg", "target_class"])
     summary = manifest_summary(manifest)
-    assert summary["n_rejected"] == 3
-    assert summary["n_skipped"] == 2
+    assert summary["n_rejected"] == 4
+    assert summary["n_skipped"] == 3
     assert summary["unmapped_folders"] == ["hostile/unlabelled"]
 
 
