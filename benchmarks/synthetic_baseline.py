@@ -32,8 +32,15 @@ from brain_pipeline.core.training import predict_probabilities, train_classifier
 from brain_pipeline.defs.assets import IndexConfig, SplitConfig, TrainingParams
 
 REPO = Path(__file__).resolve().parents[1]
-OVERRIDABLE = ("epochs", "image_size", "batch_size", "learning_rate", "early_stopping_patience",
-               "warmup_epochs", "seed")
+OVERRIDABLE = (
+    "epochs",
+    "image_size",
+    "batch_size",
+    "learning_rate",
+    "early_stopping_patience",
+    "warmup_epochs",
+    "seed",
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,16 +104,24 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     _, val_x, val_y = tensors("val")
     test, test_x, test_y = tensors("test")
     result = train_classifier(
-        train_x, train_y, val_x, val_y, config, class_names=TARGET_CLASSES,
-        resume_dir=artifacts / "resume", log=print,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        config,
+        class_names=TARGET_CLASSES,
+        resume_dir=artifacts / "resume",
+        log=print,
     )
     probabilities = predict_probabilities(result.model, test_x)
     metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
     per_dataset = evaluation.metrics_by_group(
         test_y, probabilities, list(test["dataset"]), TARGET_CLASSES
     )
-    print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, "
-          f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
+    print(
+        f"\nbest epoch {result.best_epoch} of {result.epochs_run}, "
+        f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}"
+    )
     print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
     print("per dataset:", json.dumps(per_dataset))
 
@@ -123,8 +138,10 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         "confusion_matrix": metrics["confusion_matrix"],
         "train_seconds": round(result.train_seconds, 1),
         "epochs_run": result.epochs_run,
-        **{k: round(scores[k], 4) if scores[k] is not None else None
-           for k in ("heat_in_brain", "pointing_game", "deletion_auc", "deletion_auc_random")},
+        **{
+            k: round(scores[k], 4) if scores[k] is not None else None
+            for k in ("heat_in_brain", "pointing_game", "deletion_auc", "deletion_auc_random")
+        },
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
     }

@@ -1,9 +1,10 @@
 """Turning an image file into the tensor the model sees, and caching those tensors.
 
 Preprocessing removes the cues that give a source away rather than a disease: colour
-channels (everything becomes grayscale), black borders and image size (crop to the head's
-bounding box, pad to a square, resize), and overall brightness (per-image intensity
-normalisation). The same function serves training, evaluation, prediction and explanation.
+channels (everything becomes grayscale), borders and image size (crop to the head's
+bounding box, found above the background's own level and noise, pad to a square, resize),
+and overall brightness (background level subtracted, per-image intensity normalisation).
+The same function serves training, evaluation, prediction and explanation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from brain_pipeline.core.artifacts import atomic_path
 from brain_pipeline.core.manifest import to_grayscale
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
-PREPROCESSING_VERSION = "1"
+PREPROCESSING_VERSION = "2"
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -40,10 +41,34 @@ def load_image(source: Path | bytes) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def head_bounding_box(gray: np.ndarray, threshold: float = 0.08) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the pixels brighter than a fraction of the image's range."""
-    high = float(np.percentile(gray, 99.5))
-    rows, cols = np.nonzero(gray > threshold * high) if high > 0 else ((), ())
+def background_level(gray: np.ndarray) -> float:
+    """Typical intensity of the frame's outermost pixels (scanner noise, grey backgrounds)."""
+    ring = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    # A low percentile, so a head that touches the frame in places does not count.
+    return float(np.percentile(ring, 25))
+
+
+def _box_blur(array: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges repeated: suppresses pixel noise before thresholding."""
+    width = 2 * radius + 1
+    for axis in (0, 1):
+        pad = [(radius, radius) if a == axis else (0, 0) for a in (0, 1)]
+        sums = np.cumsum(np.pad(array, pad, mode="edge"), axis=axis, dtype=np.float64)
+        sums = np.insert(sums, 0, 0.0, axis=axis)
+        n = sums.shape[axis]
+        upper, lower = sums.take(range(width, n), axis=axis), sums.take(range(n - width), axis=axis)
+        array = (upper - lower) / width
+    return array.astype(np.float32)
+
+
+def head_bounding_box(gray: np.ndarray, threshold: float = 0.15) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the head: pixels (lightly blurred) brighter than the
+    background by a fraction of the image's range, so noisy grey backgrounds are excluded."""
+    smooth = _box_blur(gray, max(1, round(0.01 * max(gray.shape))))
+    low, high = background_level(smooth), float(np.percentile(smooth, 99.5))
+    if high <= low:
+        return 0, gray.shape[0], 0, gray.shape[1]
+    rows, cols = np.nonzero(smooth > low + threshold * (high - low))
     if len(rows) == 0:
         return 0, gray.shape[0], 0, gray.shape[1]
     return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
@@ -73,7 +98,9 @@ def preprocess_with_mask(
     """Preprocess an image and put a same-sized mask (e.g. a lesion) through the same geometry."""
     gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
     box = head_bounding_box(gray)
-    array = _crop_pad_resize(gray, box, size, Image.Resampling.BILINEAR)
+    # Background brightness differs by source; removing it also matches the zero padding.
+    level = background_level(gray)
+    array = _crop_pad_resize(np.clip(gray - level, 0.0, None), box, size, Image.Resampling.BILINEAR)
     foreground = array[array > 0.02]
     scale = float(np.percentile(foreground, 99.5)) if foreground.size else 1.0
     normalised = np.clip(array / max(scale, 1e-6), 0.0, 1.0)[..., np.newaxis]
@@ -156,4 +183,7 @@ def batch_stream(
         tf.TensorSpec(shape=(None, size, size, 1), dtype=tf.float32),
         tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
     )
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    n_batches = -(-len(tensors) // batch_size)
+    stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # A known length lets Keras size its epochs without running the generator dry first.
+    return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)

@@ -283,8 +283,10 @@ def _sample_lesion(
 ) -> _Lesion:
     signal = 1.0 - 0.6 * difficulty
     brain_radius = math.sqrt(brain_axes[0] * brain_axes[1])
-    # Log-uniform size so small lesions are as common as large ones.
-    fraction = math.exp(rng.uniform(math.log(0.03), math.log(0.15))) * (1.0 - 0.4 * difficulty)
+    # Log-uniform size so small lesions are as common as large ones. The range spans the
+    # tumours of the real Kaggle sets (a few percent of the brain's radius to about a third);
+    # below ~5% a lesion is a handful of pixels at 128 px and carries almost no signal.
+    fraction = math.exp(rng.uniform(math.log(0.06), math.log(0.30))) * (1.0 - 0.4 * difficulty)
     radius = fraction * brain_radius
     # Keep the whole lesion inside the brain.
     reach = max(0.05, 0.8 - fraction * 1.5)
@@ -303,7 +305,7 @@ def _sample_lesion(
         wobble=_random_wobble(rng, range(2, 6), 0.35),
         oedema_scale=oedema_scale,
         contrast=contrast,
-        necrotic=bool(fraction > 0.07 and rng.uniform() < 0.5),
+        necrotic=bool(fraction > 0.12 and rng.uniform() < 0.5),
         mass_effect=radius * oedema_scale * rng.uniform(0.3, 0.6),
     )
 

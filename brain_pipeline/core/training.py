@@ -137,6 +137,7 @@ def train_classifier(
         epochs=config.epochs,
         class_weight=weights,
         callbacks=callbacks,
+        shuffle=False,  # the stream shuffles itself, seeded, once per epoch
         verbose=0,
     )
     seconds = time.perf_counter() - started
