@@ -52,10 +52,11 @@ def parse_args() -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--skull-strip", action="store_true")
     return parser.parse_args()
 
 
-def explained_inputs(raw, frame, size: int):
+def explained_inputs(raw, frame, size: int, skull_strip: bool):
     """Preprocessed images and lesion masks (None where there is none), as gradcam_gallery."""
     roots = {spec.name: spec.root for spec in raw.datasets}
     images, masks = [], []
@@ -66,7 +67,7 @@ def explained_inputs(raw, frame, size: int):
             if mask_file.exists():
                 mask = np.asarray(Image.open(mask_file).convert("L")) > 127
         image = load_image(filesystem_path(roots[dataset], relative))
-        tensor, moved = preprocess_with_mask(image, mask, size)
+        tensor, moved = preprocess_with_mask(image, mask, size, skull_strip=skull_strip)
         images.append(tensor)
         masks.append(moved)
     return np.stack(images), masks
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print(splits.split_class_counts(table).to_string(), "\n")
 
     overrides = {name: getattr(args, name) for name in OVERRIDABLE}
-    params = TrainingParams(**overrides, augment=not args.no_augment)
+    params = TrainingParams(**overrides, augment=not args.no_augment, skull_strip=args.skull_strip)
     config = params.to_core()
     print("config:", json.dumps(dataclasses.asdict(config)))
     roots = {spec.name: spec.root for spec in raw.datasets}
@@ -97,7 +98,13 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         frame = table[table["split"] == split].reset_index(drop=True)
         pairs = zip(frame["dataset"], frame["path"], strict=True)
         files = [filesystem_path(roots[dataset], path) for dataset, path in pairs]
-        cache = build_tensor_cache(files, list(frame["sha256"]), config.image_size, artifacts)
+        cache = build_tensor_cache(
+            files,
+            list(frame["sha256"]),
+            config.image_size,
+            artifacts,
+            skull_strip=config.skull_strip,
+        )
         return frame, cache, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
     _, train_x, train_y = tensors("train")
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
     print("per dataset:", json.dumps(per_dataset))
 
-    images, masks = explained_inputs(raw, test, config.image_size)
+    images, masks = explained_inputs(raw, test, config.image_size, config.skull_strip)
     predicted = predict_probabilities(result.model, images).argmax(axis=1)
     heatmaps = gradcam.gradcam(result.model, images, predicted)
     scores = gradcam.score_explanations(

@@ -113,14 +113,25 @@ def _model_path(explicit: str | None) -> Path:
     return Path(str(event.asset_materialization.metadata["path"].value))
 
 
-def _load_inputs(paths: list[str], image_size: int):
+def _load_model(explicit: str | None):
+    """The model and the preprocessing it was trained with."""
+    import keras
+
+    from brain_pipeline.core.imaging import Preprocessing
+
+    path = _model_path(explicit)
+    model = keras.models.load_model(path)
+    return model, Preprocessing.for_model(path, int(model.input_shape[1]))
+
+
+def _load_inputs(paths: list[str], preprocessing):
     """Preprocess each file; failures become per-file error messages, not an abort."""
-    from brain_pipeline.core.imaging import load_image, preprocess_image
+    from brain_pipeline.core.imaging import load_image
 
     tensors, errors = {}, {}
     for path in paths:
         try:
-            tensors[path] = preprocess_image(load_image(Path(path)), image_size)
+            tensors[path] = preprocessing.apply(load_image(Path(path)))[0]
         except FileNotFoundError:
             errors[path] = "file not found"
         except Exception as exc:  # any undecodable input is reported, the rest still run
@@ -129,13 +140,12 @@ def _load_inputs(paths: list[str], image_size: int):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import keras
     import numpy as np
 
     from brain_pipeline.core.sources import TARGET_CLASSES
 
-    model = keras.models.load_model(_model_path(args.model))
-    tensors, errors = _load_inputs(args.images, int(model.input_shape[1]))
+    model, preprocessing = _load_model(args.model)
+    tensors, errors = _load_inputs(args.images, preprocessing)
     probabilities = model.predict(np.stack(list(tensors.values())), verbose=0) if tensors else []
     by_path = dict(zip(tensors, probabilities, strict=True))
     for path in args.images:
@@ -159,15 +169,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import keras
     import numpy as np
 
     from brain_pipeline.core import gradcam
     from brain_pipeline.core.artifacts import write_figure
     from brain_pipeline.core.sources import TARGET_CLASSES
 
-    model = keras.models.load_model(_model_path(args.model))
-    tensors, errors = _load_inputs([args.image], int(model.input_shape[1]))
+    model, preprocessing = _load_model(args.model)
+    tensors, errors = _load_inputs([args.image], preprocessing)
     if errors:
         print(f"brain-pipeline explain: {args.image}: {errors[args.image]}", file=sys.stderr)
         return 1

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +89,25 @@ def _crop_pad_resize(
     return np.asarray(resized, dtype=np.float32)
 
 
-def preprocess_image(image: Image.Image, size: int) -> np.ndarray:
+def preprocess_image(image: Image.Image, size: int, *, skull_strip: bool = False) -> np.ndarray:
     """Grayscale, crop to head, pad square, resize, normalise: float32 (size, size, 1) in [0, 1]."""
-    return preprocess_with_mask(image, None, size)[0]
+    return preprocess_with_mask(image, None, size, skull_strip=skull_strip)[0]
+
+
+def strip_skull(array: np.ndarray) -> np.ndarray:
+    """Zero everything outside a rough brain mask (skull ring, scalp, background).
+
+    The skull is the strongest "which dataset" cue there is (the Alzheimer source is
+    skull-stripped, the tumour sources are not); removing it makes every source look alike
+    outside the brain, so the model has to look inside it.
+    """
+    from brain_pipeline.core.gradcam import estimate_brain_mask
+
+    return array * estimate_brain_mask(array)[..., np.newaxis]
 
 
 def preprocess_with_mask(
-    image: Image.Image, mask: np.ndarray | None, size: int
+    image: Image.Image, mask: np.ndarray | None, size: int, *, skull_strip: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Preprocess an image and put a same-sized mask (e.g. a lesion) through the same geometry."""
     gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
@@ -104,6 +118,8 @@ def preprocess_with_mask(
     foreground = array[array > 0.02]
     scale = float(np.percentile(foreground, 99.5)) if foreground.size else 1.0
     normalised = np.clip(array / max(scale, 1e-6), 0.0, 1.0)[..., np.newaxis]
+    if skull_strip:
+        normalised = strip_skull(normalised)
     if mask is None:
         return normalised, None
     if mask.shape != gray.shape:
@@ -112,8 +128,8 @@ def preprocess_with_mask(
     return normalised, moved > 0.5
 
 
-def cache_key(sha256s: Sequence[str], size: int) -> str:
-    digest = hashlib.sha256(f"v{PREPROCESSING_VERSION}:{size}:".encode())
+def cache_key(sha256s: Sequence[str], size: int, skull_strip: bool = False) -> str:
+    digest = hashlib.sha256(f"v{PREPROCESSING_VERSION}:{size}:{skull_strip}:".encode())
     for sha in sha256s:
         digest.update(sha.encode())
     return digest.hexdigest()[:20]
@@ -125,6 +141,8 @@ def build_tensor_cache(
     size: int,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    skull_strip: bool = False,
 ) -> np.ndarray:
     """Preprocess every file once into a float16 memory-mapped array (N, size, size, 1).
 
@@ -132,7 +150,7 @@ def build_tensor_cache(
     retrains on the same images read it instead of decoding again, and memory stays flat:
     the array lives on disk and pages in as batches are read.
     """
-    cache_path = Path(cache_dir) / f"tensors_{cache_key(sha256s, size)}.npy"
+    cache_path = Path(cache_dir) / f"tensors_{cache_key(sha256s, size, skull_strip)}.npy"
     if cache_path.exists():
         return np.load(cache_path, mmap_mode="r")
     with atomic_path(cache_path) as tmp:
@@ -140,7 +158,9 @@ def build_tensor_cache(
             tmp, mode="w+", dtype=np.float16, shape=(len(files), size, size, 1)
         )
         for position, path in enumerate(files):
-            array[position] = preprocess_image(load_image(Path(path)), size)
+            array[position] = preprocess_image(
+                load_image(Path(path)), size, skull_strip=skull_strip
+            )
             if progress and ((position + 1) % 200 == 0 or position + 1 == len(files)):
                 progress(position + 1, len(files))
         array.flush()
@@ -187,3 +207,29 @@ def batch_stream(
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # A known length lets Keras size its epochs without running the generator dry first.
     return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's inputs were made; saved beside the model so inference repeats it."""
+
+    image_size: int
+    skull_strip: bool = False
+
+    FILE_NAME = "preprocessing.json"
+
+    def save(self, folder: Path) -> Path:
+        from brain_pipeline.core.artifacts import write_json
+
+        return write_json(Path(folder) / self.FILE_NAME, asdict(self))
+
+    @classmethod
+    def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:
+        """Read the record beside a .keras file; a bare model file gets the defaults."""
+        record = Path(model_path).with_name(cls.FILE_NAME)
+        if record.exists():
+            return cls(**json.loads(record.read_text()))
+        return cls(image_size=input_size)
+
+    def apply(self, image: Image.Image, mask: np.ndarray | None = None):
+        return preprocess_with_mask(image, mask, self.image_size, skull_strip=self.skull_strip)

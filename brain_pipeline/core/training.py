@@ -26,6 +26,8 @@ class TrainingConfig:
     # settle, and the validation loss of the first epochs says little.
     warmup_epochs: int = 5
     class_weights: bool = True
+    # Preprocessing choice the model is trained with; recorded so prediction repeats it.
+    skull_strip: bool = False
     seed: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 

@@ -18,6 +18,7 @@ from brain_pipeline.core.emissions import (
     track_step,
 )
 from brain_pipeline.core.imaging import (
+    Preprocessing,
     build_tensor_cache,
     class_indices,
     filesystem_path,
@@ -93,6 +94,8 @@ class SplitConfig(dg.Config):
 class TrainingParams(dg.Config):
     architecture: str = "compact_cnn"
     image_size: int = 128
+    # Zero the skull and background before training (see core/imaging.strip_skull).
+    skull_strip: bool = False
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -111,6 +114,7 @@ class TrainingParams(dg.Config):
         return TrainingConfig(
             architecture=self.architecture,
             image_size=self.image_size,
+            skull_strip=self.skull_strip,
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -136,7 +140,7 @@ def _split_tensors(
     context: dg.AssetExecutionContext,
     storage: PipelineStorage,
     frame: pd.DataFrame,
-    image_size: int,
+    preprocessing: Preprocessing,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cached model-ready tensors and class indices for some rows of the split table."""
     roots = {spec.name: spec.root for spec in storage.raw_data().datasets}
@@ -146,9 +150,10 @@ def _split_tensors(
     tensors = build_tensor_cache(
         files,
         list(frame["sha256"]),
-        image_size,
+        preprocessing.image_size,
         storage.shared_dir("tensor_cache"),
         progress=lambda done, total: context.log.info(f"preprocessed {done}/{total} images"),
+        skull_strip=preprocessing.skull_strip,
     )
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
@@ -432,11 +437,12 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             return cached
         table = pd.read_parquet(splits_artifact.path)
         core_config = config.to_core()
+        preprocessing = Preprocessing(config.image_size, skull_strip=config.skull_strip)
         train_x, train_y = _split_tensors(
-            context, storage, table[table["split"] == "train"], config.image_size
+            context, storage, table[table["split"] == "train"], preprocessing
         )
         val_x, val_y = _split_tensors(
-            context, storage, table[table["split"] == "val"], config.image_size
+            context, storage, table[table["split"] == "val"], preprocessing
         )
         folder = storage.run_dir("trained_model", context.run_id)
         model_version = folder.name
@@ -460,6 +466,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         path = folder / "model.keras"
         with _atomic_model_path(path) as tmp:
             result.model.save(tmp)
+        preprocessing.save(folder)
         write_json(folder / "history.json", result.history)
         write_json(folder / "emissions.json", m.record)
         write_json(
@@ -523,7 +530,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         model = keras.models.load_model(model_artifact.path)
         table = pd.read_parquet(splits_artifact.path)
         test = table[table["split"] == "test"].reset_index(drop=True)
-        image_size = int(model.input_shape[1])
+        preprocessing = Preprocessing.for_model(model_artifact.path, int(model.input_shape[1]))
         model_version = model_artifact.folder.name
         with track_step(
             carbon.settings(),
@@ -531,7 +538,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             run_id=context.run_id,
             model_version=model_version,
         ) as m:
-            tensors, labels = _split_tensors(context, storage, test, image_size)
+            tensors, labels = _split_tensors(context, storage, test, preprocessing)
             probabilities = predict_probabilities(model, tensors)
             metrics = evaluation.classification_metrics(labels, probabilities, TARGET_CLASSES)
             metrics["per_dataset"] = evaluation.metrics_by_group(
@@ -615,7 +622,8 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         model = keras.models.load_model(model_artifact.path)
         table = pd.read_parquet(splits_artifact.path)
         test = table[table["split"] == "test"].reset_index(drop=True)
-        image_size = int(model.input_shape[1])
+        preprocessing = Preprocessing.for_model(model_artifact.path, int(model.input_shape[1]))
+        image_size = preprocessing.image_size
         model_version = model_artifact.folder.name
         folder = storage.run_dir("gradcam_gallery", context.run_id)
         raw = storage.raw_data()
@@ -625,7 +633,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             run_id=context.run_id,
             model_version=model_version,
         ) as m:
-            images, masks = _explained_inputs(raw, test, image_size)
+            images, masks = _explained_inputs(raw, test, preprocessing)
             labels = class_indices(list(test["target_class"]), TARGET_CLASSES)
             probabilities = predict_probabilities(model, images)
             predicted = probabilities.argmax(axis=1)
@@ -846,7 +854,7 @@ def _within_alzheimer_source(test: pd.DataFrame, probabilities: np.ndarray) -> d
     return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
 
 
-def _explained_inputs(raw, test: pd.DataFrame, image_size: int):
+def _explained_inputs(raw, test: pd.DataFrame, preprocessing: Preprocessing):
     """Preprocessed test images and, where ground truth exists, their lesion masks."""
     from PIL import Image
 
@@ -861,10 +869,11 @@ def _explained_inputs(raw, test: pd.DataFrame, image_size: int):
             mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
             if mask_file.exists():
                 mask = np.asarray(Image.open(mask_file).convert("L")) > 127
-        tensor, moved = preprocess_with_mask(image, mask, image_size)
+        tensor, moved = preprocessing.apply(image, mask)
         images.append(tensor)
         masks.append(moved)
-    empty = np.zeros((0, image_size, image_size, 1), dtype=np.float32)
+    size = preprocessing.image_size
+    empty = np.zeros((0, size, size, 1), dtype=np.float32)
     return (np.stack(images) if images else empty), masks
 
 

@@ -77,3 +77,26 @@ def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
 
     raw = os.fsdecode(b"scan\xff.jpg")
     assert filesystem_path(tmp_path, display_path(raw)) == tmp_path / raw
+
+
+def test_skull_strip_removes_the_ring_and_keeps_the_brain() -> None:
+    size = 200
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot(yy - size / 2, xx - size / 2)
+    array = np.zeros((size, size), np.uint8)
+    array[radius < 70] = 120  # brain
+    array[(radius > 78) & (radius < 88)] = 250  # skull ring beyond a dark gap
+    plain = preprocess_image(Image.fromarray(array), 64)
+    stripped = preprocess_image(Image.fromarray(array), 64, skull_strip=True)
+    ring = plain[..., 0] > 0.9  # only the skull is that bright
+    assert ring.any() and stripped[..., 0][ring].max() == 0.0
+    assert stripped[28:36, 28:36].min() > 0.3  # the brain's centre survives
+
+
+def test_preprocessing_record_round_trips_beside_the_model(tmp_path: Path) -> None:
+    from brain_pipeline.core.imaging import Preprocessing
+
+    model_path = tmp_path / "model.keras"
+    assert Preprocessing.for_model(model_path, 96) == Preprocessing(96, skull_strip=False)
+    Preprocessing(64, skull_strip=True).save(tmp_path)
+    assert Preprocessing.for_model(model_path, 96) == Preprocessing(64, skull_strip=True)
