@@ -157,3 +157,27 @@ def build_balanced_index(
 
 def _class_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["target_class"].value_counts().sort_index().items()}
+
+
+def cross_split_near_duplicates(
+    splits: pd.DataFrame,
+    thumbnails: pd.Series,
+    threshold: float = DEFAULT_NEAR_DUPLICATE_COSINE,
+    block: int = 2048,
+) -> int:
+    """How many val/test images have a near-duplicate (cosine >= threshold) in train.
+
+    An independent check of the split: it compares images directly instead of trusting the
+    group ids. `thumbnails` maps sha256 -> thumbnail bytes (from the manifest).
+    """
+    train = splits[splits["split"] == "train"]
+    held_out = splits[splits["split"] != "train"]
+    if train.empty or held_out.empty:
+        return 0
+    train_vectors = thumbnail_matrix(thumbnails.loc[train["sha256"]])
+    held_vectors = thumbnail_matrix(thumbnails.loc[held_out["sha256"]])
+    leaks = 0
+    for start in range(0, len(held_vectors), block):
+        similarity = held_vectors[start : start + block] @ train_vectors.T
+        leaks += int((similarity.max(axis=1) >= threshold).sum())
+    return leaks

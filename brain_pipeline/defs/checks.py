@@ -7,6 +7,7 @@ import pandas as pd
 
 from brain_pipeline.core import splits
 from brain_pipeline.core.artifacts import read_json
+from brain_pipeline.core.dedup import cross_split_near_duplicates
 from brain_pipeline.core.sources import TARGET_CLASSES
 
 MAX_REJECT_RATE = 0.05
@@ -67,11 +68,20 @@ def min_images_per_class(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 
 
 @dg.asset_check(
-    asset="dataset_splits", description="No content or near-duplicate group in two splits"
+    asset="dataset_splits",
+    description="No exact copy, near-duplicate group or near-duplicate image across splits",
 )
 def no_split_leakage(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     table = pd.read_parquet(_artifact(context, "dataset_splits"))
     report = splits.leakage_report(table)
+    # Independent of the group ids: compare held-out images with train images directly.
+    manifest = pd.read_parquet(
+        _artifact(context, "image_manifest"), columns=["sha256", "status", "thumbnail"]
+    )
+    thumbnails = manifest[manifest["status"] == "ok"].drop_duplicates("sha256")
+    report["held_out_images_with_a_near_duplicate_in_train"] = cross_split_near_duplicates(
+        table, thumbnails.set_index("sha256")["thumbnail"]
+    )
     return dg.AssetCheckResult(passed=sum(report.values()) == 0, metadata=report)
 
 

@@ -198,3 +198,17 @@ def test_fixed_test_count_protocol_takes_whole_groups() -> None:
     assert ((counts >= 20) & (counts <= 22)).all()  # whole groups: may overshoot by < a group
     assert leakage_report(table)["groups_in_several_splits"] == 0
     assert (table["split"] == "val").any()
+
+
+def test_cross_split_check_finds_a_near_copy_that_group_ids_missed() -> None:
+    from brain_pipeline.core.dedup import cross_split_near_duplicates
+
+    thumbs = pd.Series(
+        {"a": _thumb(1), "a_resized": _thumb(2, 2.0, base_seed=1), "b": _thumb(3), "c": _thumb(4)}
+    )
+    table = pd.DataFrame(
+        {"sha256": ["a", "a_resized", "b", "c"], "split": ["train", "test", "test", "val"]}
+    )
+    assert cross_split_near_duplicates(table, thumbs) == 1
+    table.loc[1, "split"] = "train"
+    assert cross_split_near_duplicates(table, thumbs) == 0
