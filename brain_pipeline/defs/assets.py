@@ -274,6 +274,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
                 "class_counts_per_dataset": markdown_table(counts),
                 "formats_and_modes": markdown_table(size_table),
+                "image_sizes": figure_metadata(
+                    folder, "image_sizes.png", plots.image_sizes_plot(manifest)
+                ),
                 "class_distribution": figure_metadata(
                     folder,
                     "class_distribution.png",
