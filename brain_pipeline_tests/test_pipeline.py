@@ -181,6 +181,13 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
 
         reseeded = json.loads(json.dumps(FAST_RUN))
         reseeded["ops"]["trained_model"]["config"]["seed"] = 7
-        partial, _ = run(reseeded)
+        partial, events = run(reseeded)
         assert partial["image_manifest"] and partial["dataset_splits"]
         assert not partial["trained_model"] and not partial["model_evaluation"]
+        # The emissions history now spans two model versions; unmeasured steps stay explicit.
+        record = events["emissions_record"].metadata
+        assert record["n_model_versions"].value == 2
+        history = pd.read_parquet(record["path"].value)
+        assert len(history[history["asset_key"] == "trained_model"]) == 2
+        assert not history["measured"].any()
+        assert set(history["measurement_mode"]) == {"not measured"}
