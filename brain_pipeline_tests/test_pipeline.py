@@ -98,6 +98,7 @@ def test_data_artifacts_are_well_formed(pipeline_run) -> None:
     assert (splits.groupby("group_id")["split"].nunique() == 1).all()
     assert checks["no_split_leakage"] is True
     assert checks["min_images_per_class"] is True
+    assert {"shortcut_audit_raw_files", "shortcut_audit_model_inputs"} <= set(checks)
 
 
 def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
@@ -113,6 +114,11 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
     assert np.array(metrics["confusion_matrix"]).sum() == evaluation["n_test_images"].value
     assert "data:image/png;base64," in evaluation["confusion_matrix"].value
     assert "data:image/png;base64," in evaluation["roc_curves"].value
+    audit = metrics["shortcut_audit"]
+    assert 0 <= audit["model_inputs"]["accuracy"] <= 1
+    assert evaluation["margin_over_tensor_probe"].value == pytest.approx(
+        metrics["accuracy"] - audit["held_out"]["tensor_probe_test_accuracy"]
+    )
     gallery = metadata["gradcam_gallery"]
     for key in (
         "deletion_auc",

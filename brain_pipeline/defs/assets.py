@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core import dedup, evaluation, plots, splits
+from brain_pipeline.core import dedup, evaluation, plots, shortcuts, splits
 from brain_pipeline.core.artifacts import read_json, write_json, write_parquet
 from brain_pipeline.core.emissions import (
     append_history,
@@ -514,7 +514,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         )
 
     @dg.asset(
-        deps=[trained_model, dataset_splits],
+        deps=[trained_model, dataset_splits, image_manifest],
         group_name="model",
         code_version=CODE_VERSIONS["model_evaluation"],
         kinds={"scikitlearn"},
@@ -527,7 +527,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")
-        signature = input_signature(context, config={}, upstream=[model_artifact, splits_artifact])
+        manifest_artifact = upstream_artifact(context, "image_manifest")
+        upstream = [model_artifact, splits_artifact, manifest_artifact]
+        signature = input_signature(context, config={}, upstream=upstream)
         if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
             return cached
         model = keras.models.load_model(model_artifact.path)
@@ -550,6 +552,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             metrics["within_source_healthy_vs_alzheimer"] = _within_alzheimer_source(
                 test, probabilities
             )
+            metrics["shortcut_audit"] = _shortcut_audit(
+                context, storage, table, manifest_artifact.path, preprocessing, metrics["accuracy"]
+            )
         metrics["model_version"] = model_version
         folder = storage.run_dir("model_evaluation", context.run_id)
         path = write_json(folder / "metrics.json", metrics)
@@ -559,8 +564,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             predictions[f"p_{name}"] = probabilities[:, position]
         write_parquet(folder / "predictions.parquet", predictions)
         write_json(folder / "emissions.json", m.record)
-        record_provenance(context, folder, config={}, upstream=[model_artifact, splits_artifact])
+        record_provenance(context, folder, config={}, upstream=upstream)
         report = pd.DataFrame(metrics["classification_report"]).T.round(3)
+        audit = metrics["shortcut_audit"]
         return computed(
             signature,
             {
@@ -577,6 +583,11 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 ]["accuracy"],
                 "classification_report": markdown_table(report),
                 "per_dataset": markdown_table(pd.DataFrame(metrics["per_dataset"]).T.round(3)),
+                "raw_file_probe_accuracy": audit["raw_files"]["accuracy"],
+                "tensor_probe_accuracy": audit["model_inputs"]["accuracy"],
+                "margin_over_raw_file_probe": audit["held_out"]["margin_over_raw_file_probe"],
+                "margin_over_tensor_probe": audit["held_out"]["margin_over_tensor_probe"],
+                "shortcut_audit": dg.MetadataValue.json(audit),
                 "confusion_matrix": figure_metadata(
                     folder,
                     "confusion_matrix.png",
@@ -832,6 +843,47 @@ class _atomic_model_path:
             self.tmp.replace(self.destination)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def _shortcut_audit(
+    context: dg.AssetExecutionContext,
+    storage: PipelineStorage,
+    table: pd.DataFrame,
+    manifest_path: Path,
+    preprocessing: Preprocessing,
+    model_test_accuracy: float,
+) -> dict:
+    """Trivial-statistics probes on raw files and model inputs, and the model's margin."""
+    manifest = pd.read_parquet(manifest_path, columns=["sha256", "status", "thumbnail"])
+    thumbnails = manifest[manifest["status"] == "ok"].drop_duplicates("sha256")
+    rows = table.merge(thumbnails[["sha256", "thumbnail"]], on="sha256", how="left")
+    raw_features = shortcuts.raw_file_statistics(rows)
+    tensor_parts = []
+    for name in splits.SPLITS:
+        part = rows[rows["split"] == name]
+        tensors, _ = _split_tensors(context, storage, part, preprocessing)
+        tensor_parts.append(shortcuts.tensor_statistics(tensors).set_index(part.index))
+    tensor_features = pd.concat(tensor_parts).loc[rows.index]
+    labels, groups = rows["target_class"].to_numpy(), rows["group_id"].to_numpy()
+    raw = shortcuts.probe_accuracy(raw_features, labels, groups)
+    tensor = shortcuts.probe_accuracy(tensor_features, labels, groups)
+    train, test = (rows["split"] == "train").to_numpy(), (rows["split"] == "test").to_numpy()
+    raw_test = shortcuts.held_out_probe_accuracy(
+        raw_features[train], labels[train], raw_features[test], labels[test]
+    )
+    tensor_test = shortcuts.held_out_probe_accuracy(
+        tensor_features[train], labels[train], tensor_features[test], labels[test]
+    )
+    return {
+        "raw_files": raw.as_dict(),
+        "model_inputs": tensor.as_dict(),
+        "held_out": {
+            "raw_file_probe_test_accuracy": raw_test,
+            "tensor_probe_test_accuracy": tensor_test,
+            "margin_over_raw_file_probe": model_test_accuracy - raw_test,
+            "margin_over_tensor_probe": model_test_accuracy - tensor_test,
+        },
+    }
 
 
 def _within_alzheimer_source(test: pd.DataFrame, probabilities: np.ndarray) -> dict:

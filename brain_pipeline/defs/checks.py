@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import splits
+from brain_pipeline.core import shortcuts, splits
 from brain_pipeline.core.artifacts import read_json
 from brain_pipeline.core.dedup import cross_split_near_duplicates
 from brain_pipeline.core.sources import TARGET_CLASSES
@@ -124,7 +124,56 @@ def explanation_sanity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckR
     )
 
 
+def _audit_result(probe: dict, where: str, extra: dict | None = None) -> dg.AssetCheckResult:
+    leaking = probe["leaking_features"]
+    far_above_chance = probe["accuracy"] >= probe["chance"] + shortcuts.LEAK_MARGIN
+    return dg.AssetCheckResult(
+        passed=not far_above_chance,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"trivial statistics of the {where} predict the class at {probe['accuracy']:.2f} "
+            f"(chance {probe['chance']:.2f}); leaking: {', '.join(leaking) or 'none alone'}"
+        ),
+        metadata={
+            "probe_accuracy": probe["accuracy"],
+            "chance": probe["chance"],
+            "leaking_features": dg.MetadataValue.json(leaking),
+            "per_feature_accuracy": dg.MetadataValue.json(probe["per_feature_accuracy"]),
+            **(extra or {}),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="balanced_index",
+    description="Size, channels, format and brightness of the raw files do not give the class away",
+)
+def shortcut_audit_raw_files(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    index = pd.read_parquet(_artifact(context, "balanced_index"))
+    manifest = pd.read_parquet(
+        _artifact(context, "image_manifest"), columns=["sha256", "status", "thumbnail"]
+    )
+    thumbnails = manifest[manifest["status"] == "ok"].drop_duplicates("sha256")
+    rows = index.merge(thumbnails, on="sha256", how="left")
+    probe = shortcuts.probe_accuracy(
+        shortcuts.raw_file_statistics(rows), rows["target_class"], rows["group_id"]
+    )
+    return _audit_result(probe.as_dict(), "raw files")
+
+
+@dg.asset_check(
+    asset="model_evaluation",
+    description="The model's inputs carry no trivial class cue; the model beats the probe",
+)
+def shortcut_audit_model_inputs(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    audit = read_json(_artifact(context, "model_evaluation"))["shortcut_audit"]
+    margins = {k: dg.MetadataValue.float(float(v)) for k, v in audit["held_out"].items()}
+    return _audit_result(audit["model_inputs"], "preprocessed model inputs", margins)
+
+
 ALL_CHECKS = [
+    shortcut_audit_raw_files,
+    shortcut_audit_model_inputs,
     reject_rate,
     unmapped_folders,
     min_images_per_class,
