@@ -46,6 +46,7 @@ def collapse_exact_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     grouped = usable.groupby("sha256", sort=True)
     first = grouped.first()
     first["sources"] = grouped["source"].agg(list)
+    first["source_labels"] = grouped["source_label"].agg(list)
     first["n_copies"] = grouped.size()
     first["n_target_classes"] = grouped["target_class"].nunique()
     first = first.reset_index()

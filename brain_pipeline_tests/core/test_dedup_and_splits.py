@@ -49,6 +49,7 @@ def test_exact_copies_collapse_and_conflicts_are_excluded() -> None:
         "d/a.jpg",
         "other/copy_of_a.jpg",
     ]
+    assert len(index.set_index("path").loc["a.jpg", "source_labels"]) == 2
     assert len(conflicts) == 1 and report.n_conflicting_contents == 1
     assert report.n_exact_duplicate_files == 1
 
@@ -212,3 +213,29 @@ def test_cross_split_check_finds_a_near_copy_that_group_ids_missed() -> None:
     assert cross_split_near_duplicates(table, thumbs) == 1
     table.loc[1, "split"] = "train"
     assert cross_split_near_duplicates(table, thumbs) == 0
+
+
+def test_a_resized_copy_in_another_dataset_joins_the_same_group(tmp_path) -> None:
+    from PIL import Image
+
+    from brain_pipeline.core.manifest import build_manifest
+    from brain_pipeline.core.sources import DatasetSpec
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:256, :256]
+    head = (((yy - 128) / 110) ** 2 + ((xx - 128) / 90) ** 2 < 1).astype(float)
+    texture = np.kron(rng.uniform(0.4, 1.0, (16, 16)), np.ones((16, 16)))
+    original = Image.fromarray((head * texture * 255).astype(np.uint8))
+    for name, image in (("big", original), ("small", original.resize((96, 96)))):
+        (tmp_path / name / "yes").mkdir(parents=True)
+        image.save(tmp_path / name / "yes" / "scan.png")
+    other = Image.fromarray(
+        (head * np.kron(rng.uniform(0.4, 1, (16, 16)), np.ones((16, 16))) * 255).astype(np.uint8)
+    )
+    other.save(tmp_path / "big" / "yes" / "other.png")
+    specs = [DatasetSpec("big", tmp_path / "big"), DatasetSpec("small", tmp_path / "small")]
+    manifest, _ = build_manifest(specs)
+    index, _, report = build_balanced_index(manifest, seed=0, balance=False)
+    groups = index.set_index(index["dataset"] + "/" + index["path"])["group_id"]
+    assert groups["big/yes/scan.png"] == groups["small/yes/scan.png"]
+    assert groups["big/yes/other.png"] != groups["big/yes/scan.png"]
