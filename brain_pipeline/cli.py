@@ -67,7 +67,8 @@ def _materialize(args: argparse.Namespace) -> int:
                 continue
             metadata = event.asset_materialization.metadata
             headline = {
-                name: round(metadata[name].value, 4)
+                # 4 significant digits: energies are tiny numbers of kWh, not zero.
+                name: float(f"{metadata[name].value:.4g}")
                 if isinstance(metadata[name].value, float)
                 else metadata[name].value
                 for name in HEADLINE_METADATA
