@@ -24,6 +24,7 @@ def build_definitions(
     data_dir: Path | None = None,
     artifacts_dir: Path | None = None,
     carbon: CarbonTracker | None = None,
+    reuse_unchanged: bool = True,
 ) -> dg.Definitions:
     """Definitions for one raw-data root (default: $BRAIN_PIPELINE_DATA_DIR or ./data)."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
@@ -44,7 +45,11 @@ def build_definitions(
         sensors=[sensor],
         schedules=[schedule],
         resources={
-            "storage": PipelineStorage(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
+            "storage": PipelineStorage(
+                data_dir=str(data_dir),
+                artifacts_dir=str(artifacts_dir),
+                reuse_unchanged=reuse_unchanged,
+            ),
             "carbon": carbon or CarbonTracker(),
         },
     )

@@ -45,6 +45,13 @@ def test_sensor_requests_a_run_on_added_file_and_skips_otherwise(
         assert len(changed.run_requests) == 1
         assert changed.run_requests[0].tags["brain_pipeline/changed_datasets"] == "synth_navoneel"
 
+        # Back to the first state: a change again, under a new run key (not dropped).
+        (data_copy / "synth_navoneel" / "yes" / "new_scan.jpg").unlink()
+        reverted, cursor = _evaluate_sensor(defs, instance, cursor)
+        assert len(reverted.run_requests) == 1
+        keys = {first.run_requests[0].run_key, changed.run_requests[0].run_key}
+        assert reverted.run_requests[0].run_key not in keys
+
 
 def test_sensor_and_schedule_are_off_by_default(data_copy: Path, tmp_path: Path) -> None:
     defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -95,9 +96,12 @@ def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypat
 
 
 def test_lineage_traces_a_gallery_png_back_to_raw_images(materialized_home: Path, capsys) -> None:
-    gallery = next(
-        (materialized_home / "artifacts" / "gradcam_gallery").glob("*/tumor_brain_*.png")
-    )
+    # A gallery that shows images (one class/outcome may be empty after a 1-epoch model).
+    galleries = sorted((materialized_home / "artifacts" / "gradcam_gallery").glob("*/*.png"))
+    explained = pd.read_parquet(galleries[0].parent / "explained_images.parquet")
+    shown = explained.iloc[0]
+    outcome = "correct" if shown["predicted_class"] == shown["target_class"] else "misclassified"
+    gallery = galleries[0].parent / f"{shown['target_class']}_{outcome}.png"
     assert main(["lineage", str(gallery), "--json"]) == 0
     tree = json.loads(capsys.readouterr().out)
 
@@ -122,8 +126,9 @@ def test_lineage_traces_a_gallery_png_back_to_raw_images(materialized_home: Path
 
     raw = load_raw_data_config(Path(manifest_node["config"]["data_dir"]))
     roots = {spec.name: spec.root for spec in raw.datasets}
+    assert tree["images"]["rows"], "the chosen gallery shows images"
     for row in tree["images"]["rows"]:
-        assert row["target_class"] == "tumor_brain"
+        assert row["target_class"] == shown["target_class"]
         data = (roots[row["dataset"]] / row["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row["sha256"]
     assert main(["lineage", str(gallery)]) == 0

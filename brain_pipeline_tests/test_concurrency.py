@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -53,43 +54,47 @@ import sys
 import dagster as dg
 from brain_pipeline.definitions import build_definitions
 from brain_pipeline.defs.resources import CarbonTracker
-data_dir, artifacts_dir, home = sys.argv[1:4]
+data_dir, artifacts_dir = sys.argv[1:3]
+# reuse_unchanged=False: both runs really compute, neither reuses the other's artifacts.
 defs = build_definitions(data_dir=data_dir, artifacts_dir=artifacts_dir,
-                         carbon=CarbonTracker(enabled=False))
+                         carbon=CarbonTracker(enabled=False), reuse_unchanged=False)
 keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys()
         if k.path[0] == "raw" or k.to_user_string() in ("image_manifest", "balanced_index")]
-with dg.instance_for_test() as instance:
+# Both processes share one instance (DAGSTER_HOME), as runs launched from the UI do.
+with dg.DagsterInstance.get() as instance:
     result = defs.resolve_job_def("full_pipeline").execute_in_process(
         instance=instance, asset_selection=keys)
-print("OK" if result.success else "FAILED")
+print(result.run_id if result.success else "FAILED")
 """
 
 
 def test_two_runs_at_once_write_separate_complete_artifacts(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    artifacts = tmp_path / "artifacts"
+    artifacts, home = tmp_path / "artifacts", tmp_path / "dagster_home"
+    home.mkdir()
+    environment = {**os.environ, "DAGSTER_HOME": str(home)}
     processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                RUN_SCRIPT,
-                str(tiny_data_dir),
-                str(artifacts),
-                str(tmp_path / f"h{i}"),
-            ],
+            [sys.executable, "-c", RUN_SCRIPT, str(tiny_data_dir), str(artifacts)],
             stdout=subprocess.PIPE,
             text=True,
+            env=environment,
         )
-        for i in range(2)
+        for _ in range(2)
     ]
-    outputs = [process.communicate(timeout=300)[0] for process in processes]
-    assert all(output.strip().endswith("OK") for output in outputs), outputs
-    runs = sorted((artifacts / "balanced_index").iterdir())
-    assert len(runs) == 2, "each run writes its own folder"
-    for folder in runs:
+    run_ids = [
+        process.communicate(timeout=300)[0].strip().splitlines()[-1] for process in processes
+    ]
+    assert "FAILED" not in run_ids
+    folders = sorted((artifacts / "balanced_index").iterdir())
+    assert len(folders) == 2, "each run writes its own folder"
+    for folder in folders:
         provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["run_id"] in run_ids
         assert provenance["run_id"][:8] == folder.name.split("_")[-1]
+        # Each run's index was built from its own run's manifest, not the other's.
+        (manifest,) = provenance["upstream"]
+        assert manifest["run_id"] == provenance["run_id"]
         index = pd.read_parquet(folder / "index.parquet")
         assert index["sha256"].is_unique and len(index) > 0

@@ -17,7 +17,10 @@ from brain_pipeline.defs.resources import CarbonTracker
 
 FAST_RUN = {
     "ops": {
-        "trained_model": {"config": {"image_size": 48, "epochs": 1, "batch_size": 16}},
+        # Early stopping watches from the first epoch, so restoring the best weights runs too.
+        "trained_model": {
+            "config": {"image_size": 48, "epochs": 2, "batch_size": 16, "warmup_epochs": 0}
+        },
         "gradcam_gallery": {"config": {"images_per_gallery": 2}},
     }
 }
@@ -106,7 +109,13 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
     model = keras.models.load_model(_path(metadata, "trained_model"))
     assert model.input_shape == (None, 48, 48, 1)
     history = json.loads((_path(metadata, "trained_model").parent / "history.json").read_text())
-    assert len(history["loss"]) == 1
+    assert len(history["loss"]) == 2
+    training = json.loads((_path(metadata, "trained_model").parent / "training.json").read_text())
+    kept = training["best_epoch"]
+    assert kept == int(np.argmin(history["val_loss"])) + 1
+    assert metadata["trained_model"]["val_loss"].value == pytest.approx(
+        history["val_loss"][kept - 1]
+    )
     evaluation = metadata["model_evaluation"]
     metrics = json.loads(_path(metadata, "model_evaluation").read_text())
     assert evaluation["accuracy"].value == pytest.approx(metrics["accuracy"])

@@ -175,8 +175,11 @@ def cross_split_near_duplicates(
     held_out = splits[splits["split"] != "train"]
     if train.empty or held_out.empty:
         return 0
-    train_vectors = thumbnail_matrix(thumbnails.loc[train["sha256"]])
-    held_vectors = thumbnail_matrix(thumbnails.loc[held_out["sha256"]])
+    # Images missing from `thumbnails` (a newer manifest without them) cannot be compared.
+    train_vectors = thumbnail_matrix(thumbnails.reindex(train["sha256"]).dropna())
+    held_vectors = thumbnail_matrix(thumbnails.reindex(held_out["sha256"]).dropna())
+    if len(train_vectors) == 0 or len(held_vectors) == 0:
+        return 0
     leaks = 0
     for start in range(0, len(held_vectors), block):
         similarity = held_vectors[start : start + block] @ train_vectors.T

@@ -34,6 +34,7 @@ RECORD_COLUMNS = [
     "ram_energy_kwh",
     "emissions_kg",
     "measurement_mode",
+    "tracking_mode",
     "measured",
     "not_measured_reason",
     "cpu_model",
@@ -61,6 +62,9 @@ class TrackerSettings:
     region: str | None = None
     pue: float = 1.0
     measure_power_secs: float = 1.0
+    # "process": only this process's share of CPU and RAM, so steps that run at the same time
+    # (Dagster's multiprocess executor) do not each count the other's power.
+    tracking_mode: str = "process"
 
 
 @dataclass
@@ -82,6 +86,7 @@ def _start_tracker(settings: TrackerSettings):
         "save_to_file": False,
         "log_level": "error",
         "pue": settings.pue,
+        "tracking_mode": settings.tracking_mode,
         "project_name": "brain_pipeline",
     }
     if settings.region:
@@ -151,6 +156,7 @@ def _record(measurement, settings, model_version, started_at, seconds, data, mod
         "ram_energy_kwh": float(data.ram_energy) if measured else None,
         "emissions_kg": float(data.emissions) if measured else None,
         "measurement_mode": mode,
+        "tracking_mode": settings.tracking_mode,
         "measured": measured,
         "not_measured_reason": "" if measured else reason,
         "cpu_model": data.cpu_model if measured else None,

@@ -34,11 +34,26 @@ _CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D)
 # ---------------------------------------------------------------- heatmaps
 
 
+# Layers that only rescale or rectify a feature map, channel by channel.
+_ELEMENTWISE_TYPES = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation)
+
+
 def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of the last Conv2D / SeparableConv2D layer (top level only)."""
-    for layer in reversed(model.layers):
-        if isinstance(layer, _CONV_TYPES):
-            return layer.name
+    """The output of the last convolutional block (top level only).
+
+    That is the last Conv2D / SeparableConv2D, or the BatchNorm / ReLU right after it: a
+    convolution followed by BatchNorm outputs unnormalised, partly negative maps, while the
+    block's rectified output is what the classifier head actually pools.
+    """
+    layers = model.layers
+    for position in range(len(layers) - 1, -1, -1):
+        if isinstance(layers[position], _CONV_TYPES):
+            end = position
+            while end + 1 < len(layers) and isinstance(layers[end + 1], _ELEMENTWISE_TYPES):
+                if len(layers[end + 1].output.shape) != 4:
+                    break
+                end += 1
+            return layers[end].name
     raise ValueError(f"model {model.name!r} has no Conv2D/SeparableConv2D layer for Grad-CAM")
 
 

@@ -232,4 +232,10 @@ class Preprocessing:
         return cls(image_size=input_size)
 
     def apply(self, image: Image.Image, mask: np.ndarray | None = None):
-        return preprocess_with_mask(image, mask, self.image_size, skull_strip=self.skull_strip)
+        """Preprocess one image (and mask) exactly as the tensor cache stores it."""
+        tensor, moved = preprocess_with_mask(
+            image, mask, self.image_size, skull_strip=self.skull_strip
+        )
+        # Round through float16 like the cache, so the gallery, `predict` and `explain` see
+        # bit-identical inputs to evaluation and their predictions agree.
+        return tensor.astype(np.float16).astype(np.float32), moved

@@ -130,13 +130,11 @@ def grayscale_thumbnail(image: Image.Image) -> bytes:
 def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
     full_path = spec.root / relative
     stat = full_path.stat()
-    label = source_label(relative, spec.class_map)
-    target = spec.class_map.get(label) if label else None
     row = {
         "dataset": spec.name,
         "path": display_path(relative),
-        "source_label": label,
-        "target_class": target or None,
+        "source_label": None,
+        "target_class": None,
         "sha256": None,
         "format": None,
         "width": None,
@@ -167,10 +165,21 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
         note=facts.note,
         thumbnail=facts.thumbnail,
     )
-    if label is None:
-        row["reason"] = "unmapped: no folder in its path names a known class"
-    elif not target:
-        row["reason"] = f"unmapped: folder {label!r} is ignored by the class map"
+    return row
+
+
+def with_labels(row: dict, spec: DatasetSpec, relative: str) -> dict:
+    """Set the label columns from the current class map (never reused from an old scan)."""
+    label = source_label(relative, spec.class_map)
+    target = spec.class_map.get(label) if label else None
+    row = {**row, "source_label": label, "target_class": target or None}
+    if row["status"] == "ok":
+        if label is None:
+            row["reason"] = "unmapped: no folder in its path names a known class"
+        elif not target:
+            row["reason"] = f"unmapped: folder {label!r} is ignored by the class map"
+        else:
+            row["reason"] = ""
     return row
 
 
@@ -195,12 +204,15 @@ def build_manifest(
             stat = (spec.root / relative).stat()
             key = (spec.name, display_path(relative), stat.st_size, stat.st_mtime_ns)
             if key in reusable:
-                rows.append(reusable[key])
+                # Decoded facts are reused; labels follow the class map of today.
+                rows.append(with_labels(reusable[key], spec, relative))
             else:
                 to_decode.append((len(rows), spec, relative))
                 rows.append(None)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = pool.map(lambda job: _manifest_row(job[1], job[2]), to_decode)
+        results = pool.map(
+            lambda job: with_labels(_manifest_row(job[1], job[2]), job[1], job[2]), to_decode
+        )
         for done, ((position, _, _), row) in enumerate(zip(to_decode, results, strict=True), 1):
             rows[position] = row
             if progress and (done % 500 == 0 or done == len(to_decode)):

@@ -73,7 +73,7 @@ def compact_cnn(
 ) -> keras.Model:
     """The CPU-friendly default: separable convolutions, BatchNorm, global average pooling.
 
-    About 30 k parameters instead of the seed network's millions (most of which sit in its
+    About 13 k parameters at 128 px instead of the seed network's 3.3 M (most of which sit in its
     Flatten->Dense layer), and it keeps a 16x16 map at 128 px input for Grad-CAM.
     """
     inputs = keras.Input(shape=input_shape)

@@ -53,7 +53,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], best_epoch: int) -> 
                 epochs = np.arange(1, len(values) + 1)
                 axes.plot(epochs, values, style, label=(prefix or "train_") + metric)
         if best_epoch:
-            axes.axvline(best_epoch, color="grey", lw=0.8, ls=":", label="best (restored)")
+            axes.axvline(best_epoch, color="grey", lw=0.8, ls=":", label="weights kept")
         axes.set_xlabel("epoch")
         axes.set_title(metric)
         axes.legend(fontsize=8)

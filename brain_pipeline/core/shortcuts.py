@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import GroupKFold
+from threadpoolctl import threadpool_limits
 
 from brain_pipeline.core.manifest import THUMBNAIL_SIDE
 
@@ -111,12 +112,15 @@ def probe_accuracy(
             correct += int((model.predict(features.iloc[test][columns]) == labels[test]).sum())
         return correct / len(labels)
 
-    return ProbeResult(
-        accuracy=cross_validated(list(features.columns)),
-        chance=chance,
-        n_images=len(labels),
-        per_feature_accuracy={name: cross_validated([name]) for name in features.columns},
-    )
+    # One OpenMP thread: the probe is small, and OpenMP threads spinning against another busy
+    # process (a second run, a training step) slow it down a hundredfold.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return ProbeResult(
+            accuracy=cross_validated(list(features.columns)),
+            chance=chance,
+            n_images=len(labels),
+            per_feature_accuracy={name: cross_validated([name]) for name in features.columns},
+        )
 
 
 def held_out_probe_accuracy(
@@ -127,5 +131,6 @@ def held_out_probe_accuracy(
     seed: int = 0,
 ) -> float:
     """The probe trained on the train split and scored on the test split: the model's bar."""
-    model = _probe(seed).fit(train_features, np.asarray(train_labels))
-    return float((model.predict(test_features) == np.asarray(test_labels)).mean())
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model = _probe(seed).fit(train_features, np.asarray(train_labels))
+        return float((model.predict(test_features) == np.asarray(test_labels)).mean())

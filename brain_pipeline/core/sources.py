@@ -41,6 +41,13 @@ DEFAULT_CLASS_MAP: dict[str, str] = {
     "notumor": "healthy_brain",
 }
 
+# Folder labels of the Alzheimer source, healthy ones included: healthy vs Alzheimer within
+# this one source (one scanner style) is the clinically hard comparison.
+ALZHEIMER_SOURCE_LABELS = frozenset(
+    {"MildDemented", "ModerateDemented", "VeryMildDemented", "NonDemented"}
+    | {"Mild_Demented", "Moderate_Demented", "Very_Mild_Demented", "Non_Demented"}
+)
+
 CONFIG_FILE_NAME = "datasets.toml"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 

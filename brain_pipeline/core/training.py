@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import functools
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,12 +89,74 @@ def train_classifier(
     log: Callable[[str], None] = print,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainingResult:
-    """Fit a model; a run killed mid-way resumes from its last finished epoch in `resume_dir`."""
+    """Fit a model; a run killed mid-way resumes from its last finished epoch in `resume_dir`.
+
+    Two processes training the same inputs at once do not share a resume folder: the second
+    one trains in a folder of its own.
+    """
     if len(train_tensors) == 0 or len(val_tensors) == 0:
         raise ValueError(
             f"training needs images in both train ({len(train_tensors)}) and val "
             f"({len(val_tensors)}) splits; add data or change the split fractions"
         )
+    resume_dir = Path(resume_dir)
+    resume_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(resume_dir.with_name(resume_dir.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            resume_dir = resume_dir.with_name(f"{resume_dir.name}_pid{os.getpid()}")
+            log(f"another process is training these inputs; using {resume_dir.name}")
+        fit = functools.partial(
+            _fit,
+            train_tensors,
+            train_labels,
+            val_tensors,
+            val_labels,
+            config,
+            class_names=class_names,
+            resume_dir=resume_dir,
+            log=log,
+            extra_callbacks=extra_callbacks,
+        )
+        try:
+            return fit()
+        except (OSError, ValueError) as exc:
+            if not _has_backup(resume_dir):
+                raise
+            # A kill during a checkpoint write leaves a torn file that fails every retry.
+            log(f"could not resume from {resume_dir} ({exc}); starting from scratch")
+            _discard_backup(resume_dir)
+            return fit()
+
+
+def _history_file(resume_dir: Path) -> Path:
+    return resume_dir.with_name(resume_dir.name + ".history.csv")
+
+
+def _has_backup(resume_dir: Path) -> bool:
+    return resume_dir.exists() and any(resume_dir.iterdir())
+
+
+def _discard_backup(resume_dir: Path) -> None:
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    _history_file(resume_dir).unlink(missing_ok=True)
+
+
+def _fit(
+    train_tensors,
+    train_labels,
+    val_tensors,
+    val_labels,
+    config: TrainingConfig,
+    *,
+    class_names,
+    resume_dir: Path,
+    log,
+    extra_callbacks,
+) -> TrainingResult:
+    if not _has_backup(resume_dir):
+        _history_file(resume_dir).unlink(missing_ok=True)  # left by a run that never saved
     keras.utils.set_random_seed(config.seed)
     n_classes = len(class_names)
     model = build_model(
@@ -116,15 +183,18 @@ def train_classifier(
         val_tensors, val_labels, n_classes, batch_size=config.batch_size, shuffle=False, seed=0
     )
     epoch_logger = _EpochLogger(log, config.epochs)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=config.early_stopping_patience,
+        restore_best_weights=True,
+        start_from_epoch=config.warmup_epochs,
+    )
     callbacks = [
         # Saves state after every epoch and restores it when the same fit is started again.
-        keras.callbacks.BackupAndRestore(str(Path(resume_dir)), delete_checkpoint=True),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=config.early_stopping_patience,
-            restore_best_weights=True,
-            start_from_epoch=config.warmup_epochs,
-        ),
+        keras.callbacks.BackupAndRestore(str(resume_dir), delete_checkpoint=True),
+        # Every epoch's figures, kept across a kill so the history is whole after a resume.
+        keras.callbacks.CSVLogger(str(_history_file(resume_dir)), append=True),
+        early_stopping,
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(2, config.early_stopping_patience // 2)
         ),
@@ -133,7 +203,7 @@ def train_classifier(
     ]
     weights = balanced_class_weights(train_labels, n_classes) if config.class_weights else None
     started = time.perf_counter()
-    fit = model.fit(
+    model.fit(
         train_stream,
         validation_data=val_stream,
         epochs=config.epochs,
@@ -143,17 +213,31 @@ def train_classifier(
         verbose=0,
     )
     seconds = time.perf_counter() - started
-    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-    val_losses = history.get("val_loss", [])
-    resumed_from = epoch_logger.first_epoch or 0
+    history = _read_history(_history_file(resume_dir))
+    _history_file(resume_dir).unlink(missing_ok=True)
+    epochs_run = len(history.get("loss", []))
+    # The weights kept are the best epoch's only if early stopping restored them (it watches
+    # from `warmup_epochs` on); otherwise they are the last epoch's.
+    restored = early_stopping.best_weights is not None
     return TrainingResult(
         model=model,
         history=history,
-        best_epoch=resumed_from + int(np.argmin(val_losses)) + 1 if val_losses else 0,
-        epochs_run=resumed_from + len(val_losses),
-        resumed_from_epoch=resumed_from,
+        best_epoch=early_stopping.best_epoch + 1 if restored else epochs_run,
+        epochs_run=epochs_run,
+        resumed_from_epoch=epoch_logger.first_epoch or 0,
         train_seconds=seconds,
     )
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    """CSVLogger's file as {metric: [value per epoch]}, one row per epoch since the start."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = list({int(row["epoch"]): row for row in rows}.values())  # last write of an epoch wins
+    metrics = [name for name in (rows[0] if rows else {}) if name != "epoch"]
+    return {name: [float(row[name]) for row in rows] for name in metrics}
 
 
 def predict_probabilities(model: keras.Model, tensors: np.ndarray, batch_size: int = 64):

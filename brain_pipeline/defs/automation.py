@@ -6,6 +6,7 @@ run re-observes the changed datasets and materializes their downstream assets; m
 assets whose inputs did not change reuse their artifacts.
 """
 
+import hashlib
 import json
 import os
 
@@ -40,9 +41,14 @@ def _fingerprints_of_last_manifest(instance: dg.DagsterInstance) -> dict[str, st
     }
 
 
-def _run_request(job_name: str, changed: list[str], current: dict[str, str]) -> dg.RunRequest:
+def _run_request(
+    job_name: str, changed: list[str], previous: dict[str, str], current: dict[str, str]
+) -> dg.RunRequest:
+    # Keyed by the transition, not the state: going back to an earlier state (a file added,
+    # then deleted) is a new change and must not be dropped as a duplicate run key.
+    transition = json.dumps([previous, current], sort_keys=True).encode()
     return dg.RunRequest(
-        run_key=json.dumps(current, sort_keys=True),
+        run_key=hashlib.sha256(transition).hexdigest()[:24],
         job_name=job_name,
         tags={"brain_pipeline/changed_datasets": ",".join(changed)},
     )
@@ -68,7 +74,7 @@ def build_automation(
         if not changed:
             return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
         context.log.info(f"changed datasets: {', '.join(changed)}")
-        return _run_request(job_name, changed, current)
+        return _run_request(job_name, changed, previous, current)
 
     @dg.schedule(
         job_name=job_name,
@@ -78,9 +84,10 @@ def build_automation(
     )
     def weekly_retrain(context: dg.ScheduleEvaluationContext):
         current = current_fingerprints(raw)
-        changed = changed_datasets(_fingerprints_of_last_manifest(context.instance), current)
+        previous = _fingerprints_of_last_manifest(context.instance)
+        changed = changed_datasets(previous, current)
         if not changed:
             return dg.SkipReason("the raw data is unchanged since the current image_manifest")
-        return _run_request(job_name, changed, current)
+        return _run_request(job_name, changed, previous, current)
 
     return raw_data_changed, weekly_retrain

@@ -9,6 +9,7 @@ from brain_pipeline.core import shortcuts, splits
 from brain_pipeline.core.artifacts import read_json
 from brain_pipeline.core.dedup import cross_split_near_duplicates
 from brain_pipeline.core.sources import TARGET_CLASSES
+from brain_pipeline.defs.support import materialization_for_run
 
 MAX_REJECT_RATE = 0.05
 MIN_IMAGES_PER_CLASS = 20
@@ -16,7 +17,8 @@ MAX_CLASS_SHARE_DEVIATION = 0.10
 
 
 def _artifact(context: dg.AssetCheckExecutionContext, key: str) -> Path:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    run_id = context.op_execution_context.run_id
+    event = materialization_for_run(context.instance, dg.AssetKey(key), run_id)
     if event is None or event.asset_materialization is None:
         raise dg.Failure(f"{key} has not been materialized yet")
     return Path(str(event.asset_materialization.metadata["path"].value))

@@ -61,6 +61,7 @@ class CarbonTracker(dg.ConfigurableResource):
     region: str | None = None
     pue: float = 1.0
     measure_power_secs: float = 1.0
+    tracking_mode: str = "process"
 
     def settings(self) -> TrackerSettings:
         return TrackerSettings(
@@ -69,4 +70,5 @@ class CarbonTracker(dg.ConfigurableResource):
             region=self.region,
             pue=self.pue,
             measure_power_secs=self.measure_power_secs,
+            tracking_mode=self.tracking_mode,
         )

@@ -34,12 +34,29 @@ class UpstreamArtifact:
         }
 
 
-def upstream_artifact(context: dg.AssetExecutionContext, key: str) -> UpstreamArtifact:
-    """The artifact recorded by the latest materialization of `key` (its `path` metadata).
+def materialization_for_run(
+    instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str
+) -> dg.EventLogEntry | None:
+    """The materialization of `key` made by this run if there is one, else the latest one.
 
-    This is the asset Dagster considers current, not "the newest file in a folder".
+    Preferring this run's own keeps two overlapping runs (say two configs, or a sensor run
+    and a manual one) from evaluating or explaining each other's models.
     """
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    in_run = [
+        entry
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if entry.asset_materialization and entry.asset_materialization.asset_key == key
+    ]
+    return in_run[-1] if in_run else instance.get_latest_materialization_event(key)
+
+
+def upstream_artifact(context: dg.AssetExecutionContext, key: str) -> UpstreamArtifact:
+    """The artifact recorded by the current materialization of `key` (its `path` metadata).
+
+    This is the asset Dagster considers current (this run's, if it made one), not "the newest
+    file in a folder".
+    """
+    event = materialization_for_run(context.instance, dg.AssetKey(key), context.run_id)
     if event is None or event.asset_materialization is None:
         raise dg.Failure(f"asset {key!r} has never been materialized; materialize it first")
     materialization = event.asset_materialization

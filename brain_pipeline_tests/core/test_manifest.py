@@ -133,3 +133,16 @@ def test_rescan_decodes_only_new_or_changed_files(tmp_path: Path) -> None:
         second.set_index("path").loc["yes/new.jpg", "sha256"],
         second.set_index("path").loc["yes/0.jpg", "sha256"],
     }
+
+
+def test_reused_rows_follow_a_changed_class_map(tmp_path: Path) -> None:
+    root = tmp_path / "set" / "yes"
+    root.mkdir(parents=True)
+    (root / "a.jpg").write_bytes(_jpeg(1))
+    first, _ = build_manifest([DatasetSpec("set", tmp_path / "set")])
+    assert first.loc[0, "target_class"] == "tumor_brain"
+    ignoring_yes = DatasetSpec("set", tmp_path / "set", class_map={"yes": ""})
+    second, decoded = build_manifest([ignoring_yes], previous=first)
+    assert decoded == 0  # nothing decoded again...
+    assert pd.isna(second.loc[0, "target_class"])  # ...but the label is today's
+    assert "ignored by the class map" in second.loc[0, "reason"]

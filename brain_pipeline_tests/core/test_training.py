@@ -72,6 +72,8 @@ def test_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
     assert result.resumed_from_epoch == 2
     assert messages[0].startswith("epoch 3/12")
     assert result.epochs_run == 12
+    # The history covers the epochs before the kill too.
+    assert len(result.history["loss"]) == 12 and len(result.history["val_accuracy"]) == 12
     probabilities = predict_probabilities(result.model, x)
     assert probabilities.shape == (48, 3)
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
@@ -106,3 +108,53 @@ def test_architectures_end_in_logits_then_softmax(architecture: str) -> None:
     assert model.output_shape == (None, 3)
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("resnet9000", image_size=64, n_classes=3)
+
+
+def test_best_epoch_names_the_weights_actually_kept(tmp_path: Path) -> None:
+    x, y = _toy_data()
+    # Training ends before early stopping starts watching: the last epoch's weights are kept.
+    short = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        _config(epochs=3, warmup_epochs=5),
+        class_names=CLASSES,
+        resume_dir=tmp_path / "a",
+        log=lambda _: None,
+    )
+    assert short.best_epoch == 3
+    # Watching from the start: the kept epoch is the one with the lowest validation loss.
+    watched = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        _config(epochs=6, warmup_epochs=0),
+        class_names=CLASSES,
+        resume_dir=tmp_path / "b",
+        log=lambda _: None,
+    )
+    losses = watched.history["val_loss"]
+    assert watched.best_epoch == int(np.argmin(losses)) + 1
+
+
+def test_a_torn_checkpoint_restarts_training_instead_of_failing(tmp_path: Path) -> None:
+    x, y = _toy_data()
+    resume = tmp_path / "resume"
+    resume.mkdir()
+    (resume / "training_metadata.json").write_text('{"epoch": 1}')
+    (resume / "latest.weights.h5").write_bytes(b"half a file")
+    messages: list[str] = []
+    result = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        _config(epochs=2),
+        class_names=CLASSES,
+        resume_dir=resume,
+        log=messages.append,
+    )
+    assert result.epochs_run == 2
+    assert any("starting from scratch" in message for message in messages)
