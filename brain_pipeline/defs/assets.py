@@ -36,6 +36,7 @@ from brain_pipeline.core.sources import (
 from brain_pipeline.core.training import TrainingConfig, predict_probabilities, train_classifier
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
+    UpstreamArtifact,
     computed,
     figure_metadata,
     input_signature,
@@ -406,7 +407,10 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 test_fraction=config.test_fraction,
             )
         # Yesterday's test set stays the test set: inherit assignments made under this config.
-        table, changes = splits.keep_previous_assignment(table, _previous_splits(context, config))
+        previous = _previous_splits(context, config)
+        table, changes = splits.keep_previous_assignment(
+            table, None if previous is None else pd.read_parquet(previous.path)
+        )
         if changes.moved_images:
             context.log.warning(
                 f"{len(changes.moved_images)} images moved split: new images joined groups "
@@ -415,7 +419,13 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         folder = storage.run_dir("dataset_splits", context.run_id)
         path = write_parquet(folder / "splits.parquet", table)
         write_json(folder / "moved_images.json", changes.moved_images)
-        record_provenance(context, folder, config=config.model_dump(), upstream=[index_artifact])
+        # The previous splits are an input too: existing images keep their split from them.
+        record_provenance(
+            context,
+            folder,
+            config=config.model_dump(),
+            upstream=[index_artifact, *([previous] if previous else [])],
+        )
         counts = splits.split_class_counts(table)
         leakage = splits.leakage_report(table)
         return computed(
@@ -818,7 +828,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 
 
 def _previous_splits(context: dg.AssetExecutionContext, config: SplitConfig):
-    """The current splits table, if it was made with the same split config."""
+    """The current splits artifact, if it was made with the same split config."""
     event = context.instance.get_latest_materialization_event(context.asset_key)
     if event is None or event.asset_materialization is None:
         return None
@@ -829,7 +839,12 @@ def _previous_splits(context: dg.AssetExecutionContext, config: SplitConfig):
     path = Path(str(metadata["path"].value)) if "path" in metadata else None
     if not same_config or path is None or not path.exists():
         return None
-    return pd.read_parquet(path, columns=["sha256", "split"])
+    return UpstreamArtifact(
+        asset_key="dataset_splits",
+        path=path,
+        run_id=event.run_id,
+        data_version=event.asset_materialization.tags.get("dagster/data_version"),
+    )
 
 
 def _previous_manifest(context: dg.AssetExecutionContext) -> pd.DataFrame | None:

@@ -161,9 +161,13 @@ def reuse_if_unchanged(
     context.log.info(
         f"inputs, config and code unchanged since run {event.run_id}: reusing {path.value}"
     )
+    # After several hits in a row, still name the run that actually computed the artifact.
+    computed_by = (
+        metadata["reused_from_run"].value if "reused_from_run" in metadata else event.run_id
+    )
     metadata.update(
         cache_hit=True,
-        reused_from_run=event.run_id,
+        reused_from_run=computed_by,
         reused_artifact=dg.MetadataValue.path(str(path.value)),
     )
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(signature))
