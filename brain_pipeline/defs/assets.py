@@ -51,7 +51,7 @@ from brain_pipeline.defs.support import (
 # depends on it) stale.
 CODE_VERSIONS = {
     "image_manifest": "2",
-    "balanced_index": "1",
+    "balanced_index": "2",
     "dataset_splits": "2",
     "trained_model": "2",
     "model_evaluation": "2",
@@ -330,6 +330,12 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         path = write_parquet(folder / "index.parquet", index)
         write_parquet(folder / "label_conflicts.parquet", conflicts)
         write_json(folder / "report.json", report.__dict__)
+        # The shortcut audit of the raw files, read by the shortcut_audit_raw_files check.
+        audited = index.merge(_thumbnails(manifest), on="sha256")
+        raw_probe = shortcuts.probe_accuracy(
+            shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]
+        )
+        write_json(folder / "shortcut_audit.json", raw_probe.as_dict())
         record_provenance(context, folder, config=config.model_dump(), upstream=[manifest_artifact])
         per_dataset, overall = _counts_by_stage(manifest, index, report.counts_before_balancing)
         largest = (
@@ -875,6 +881,12 @@ class _atomic_model_path:
             self.tmp.unlink(missing_ok=True)
 
 
+def _thumbnails(manifest: pd.DataFrame) -> pd.DataFrame:
+    """sha256 -> thumbnail of every readable content (one row per content)."""
+    readable = manifest[manifest["status"] == "ok"]
+    return readable[["sha256", "thumbnail"]].drop_duplicates("sha256")
+
+
 def _shortcut_audit(
     context: dg.AssetExecutionContext,
     storage: PipelineStorage,
@@ -885,8 +897,7 @@ def _shortcut_audit(
 ) -> dict:
     """Trivial-statistics probes on raw files and model inputs, and the model's margin."""
     manifest = pd.read_parquet(manifest_path, columns=["sha256", "status", "thumbnail"])
-    thumbnails = manifest[manifest["status"] == "ok"].drop_duplicates("sha256")
-    rows = table.merge(thumbnails[["sha256", "thumbnail"]], on="sha256", how="left")
+    rows = table.merge(_thumbnails(manifest), on="sha256")
     raw_features = shortcuts.raw_file_statistics(rows)
     tensor_parts = []
     for name in splits.SPLITS:
