@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -40,7 +42,10 @@ def materialized_home(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFact
     patch.setenv("DAGSTER_HOME", str(home / "dagster"))
     patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
     patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(home / "artifacts"))
-    assert main(["materialize", "--config", str(config)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["materialize", "--config", str(config)]) == 0
+    (home / "materialize_output.txt").write_text(printed.getvalue())
     yield home
     patch.undo()
 
@@ -48,6 +53,11 @@ def materialized_home(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFact
 def test_materialize_reports_every_asset(materialized_home: Path, capsys) -> None:
     # The fixture ran it; a persistent instance now holds the history.
     assert (materialized_home / "dagster" / "history").exists()
+    printed = (materialized_home / "materialize_output.txt").read_text()
+    assert "succeeded in" in printed
+    for key in ("image_manifest", "trained_model", "model_evaluation", "emissions_record"):
+        assert f"  {key}" in printed, key
+    assert "'accuracy':" in printed and "'n_files': 96" in printed
     assert {p.name for p in (materialized_home / "artifacts").iterdir()} >= {
         "balanced_index",
         "dataset_splits",

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 
 from brain_pipeline.core.artifacts import atomic_path, write_bytes
@@ -73,6 +74,10 @@ def test_two_runs_at_once_write_separate_complete_artifacts(
 ) -> None:
     artifacts, home = tmp_path / "artifacts", tmp_path / "dagster_home"
     home.mkdir()
+    # Create the instance's databases first, as `dagster dev` would have; two processes racing
+    # to create a fresh SQLite schema is not the situation under test.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     environment = {**os.environ, "DAGSTER_HOME": str(home)}
     processes = [
         subprocess.Popen(

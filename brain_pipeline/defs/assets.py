@@ -41,7 +41,6 @@ from brain_pipeline.defs.support import (
     figure_metadata,
     input_signature,
     markdown_table,
-    raw_data_versions,
     record_provenance,
     reuse_if_unchanged,
     upstream_artifact,
@@ -236,9 +235,10 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Every file in every raw dataset: hash, class, format, size, status and reason."""
         raw = storage.raw_data()
-        data_versions = raw_data_versions(context, raw_keys)
         # Fingerprint the files now rather than trust the last observation, which a run that
         # does not observe the sources (materializing this asset alone) would leave stale.
+        # It is the same fingerprint the raw/<dataset> sources report as their data version.
+        fingerprints = {f"raw/{spec.name}": dataset_fingerprint(spec.root) for spec in raw.datasets}
         signature = input_signature(
             context,
             config={
@@ -247,9 +247,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                     spec.name: dict(sorted(spec.class_map.items())) for spec in raw.datasets
                 },
             },
-            upstream_versions={
-                f"raw/{spec.name}": dataset_fingerprint(spec.root) for spec in raw.datasets
-            },
+            upstream_versions=fingerprints,
         )
         if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
             return cached
@@ -269,7 +267,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             context,
             folder,
             config={"data_dir": str(raw.data_dir)},
-            extra={"raw_data_versions": data_versions},
+            extra={"raw_data_versions": fingerprints},
         )
         counts = pd.crosstab(manifest["dataset"], manifest["target_class"].fillna("(unmapped)"))
         sizes = manifest.dropna(subset=["width"]).assign(

@@ -76,16 +76,6 @@ def upstream_artifact(context: dg.AssetExecutionContext, key: str) -> UpstreamAr
     )
 
 
-def raw_data_versions(context: dg.AssetExecutionContext, keys: list[dg.AssetKey]) -> dict:
-    """The observed data version (fingerprint) of each raw dataset."""
-    versions = {}
-    for key in keys:
-        record = context.instance.get_latest_data_version_record(key)
-        tags = record.event_log_entry.tags if record else {}
-        versions[key.to_user_string()] = (tags or {}).get("dagster/data_version")
-    return versions
-
-
 def record_provenance(
     context: dg.AssetExecutionContext,
     folder: Path,
