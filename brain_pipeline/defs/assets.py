@@ -41,6 +41,7 @@ from brain_pipeline.defs.support import (
     figure_metadata,
     input_signature,
     markdown_table,
+    previous_result,
     record_provenance,
     reuse_if_unchanged,
     upstream_artifact,
@@ -676,11 +677,13 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             run_id=context.run_id,
             model_version=model_version,
         ) as m:
-            images, masks = _explained_inputs(raw, test, preprocessing)
-            labels = class_indices(list(test["target_class"]), TARGET_CLASSES)
+            # The cached test tensors (shared with model_evaluation): no decoding again.
+            tensors, labels = _split_tensors(context, storage, test, preprocessing)
+            images = np.asarray(tensors, dtype=np.float32)
             probabilities = predict_probabilities(model, images)
             predicted = probabilities.argmax(axis=1)
             chosen = _gallery_selection(labels, predicted, config.images_per_gallery, config.seed)
+            masks = _lesion_masks(raw, test.iloc[chosen], preprocessing)
             heatmaps = gradcam.gradcam(
                 model,
                 images[chosen],
@@ -693,7 +696,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 images[chosen],
                 heatmaps,
                 predicted[chosen],
-                lesion_masks=[masks[i] for i in chosen],
+                lesion_masks=masks,
                 seed=config.seed,
                 method=config.method,
                 layer_name=config.layer_name,
@@ -831,35 +834,22 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
 # --------------------------------------------------------------------------- asset helpers
 
 
-def _previous_splits(context: dg.AssetExecutionContext, config: SplitConfig):
+def _previous_splits(
+    context: dg.AssetExecutionContext, config: SplitConfig
+) -> UpstreamArtifact | None:
     """The current splits artifact, if it was made with the same split config."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    if event is None or event.asset_materialization is None:
+    previous = previous_result(context)
+    if previous is None or "split_config" not in previous.metadata:
         return None
-    metadata = event.asset_materialization.metadata
-    same_config = (
-        "split_config" in metadata and metadata["split_config"].value == config.model_dump()
-    )
-    path = Path(str(metadata["path"].value)) if "path" in metadata else None
-    if not same_config or path is None or not path.exists():
+    if previous.metadata["split_config"].value != config.model_dump():
         return None
-    return UpstreamArtifact(
-        asset_key="dataset_splits",
-        path=path,
-        run_id=event.run_id,
-        data_version=event.asset_materialization.tags.get("dagster/data_version"),
-    )
+    return UpstreamArtifact("dataset_splits", previous.path, previous.run_id, previous.data_version)
 
 
 def _previous_manifest(context: dg.AssetExecutionContext) -> pd.DataFrame | None:
     """The last manifest, so unchanged files are not decoded again."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    if event is None or event.asset_materialization is None:
-        return None
-    path = event.asset_materialization.metadata.get("path")
-    if path is None or not Path(str(path.value)).exists():
-        return None
-    return pd.read_parquet(str(path.value))
+    previous = previous_result(context)
+    return pd.read_parquet(previous.path) if previous else None
 
 
 class _atomic_model_path:
@@ -938,27 +928,28 @@ def _within_alzheimer_source(test: pd.DataFrame, probabilities: np.ndarray) -> d
     return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
 
 
-def _explained_inputs(raw, test: pd.DataFrame, preprocessing: Preprocessing):
-    """Preprocessed test images and, where ground truth exists, their lesion masks."""
+def _lesion_masks(raw, rows: pd.DataFrame, preprocessing: Preprocessing) -> list:
+    """Ground-truth lesion masks (synthetic data) in model-input geometry; None where absent."""
     from PIL import Image
 
     from brain_pipeline.core.synthetic import lesion_mask_path
 
     roots = {spec.name: spec.root for spec in raw.datasets}
-    images, masks = [], []
-    for dataset, relative in zip(test["dataset"], test["path"], strict=True):
+    masks = []
+    for dataset, relative in zip(rows["dataset"], rows["path"], strict=True):
+        mask_file = (
+            lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
+            if raw.lesion_masks_dir is not None
+            else None
+        )
+        if mask_file is None or not mask_file.exists():
+            masks.append(None)
+            continue
+        mask = np.asarray(Image.open(mask_file).convert("L")) > 127
         image = load_image(filesystem_path(roots[dataset], relative))
-        mask = None
-        if raw.lesion_masks_dir is not None:
-            mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
-            if mask_file.exists():
-                mask = np.asarray(Image.open(mask_file).convert("L")) > 127
-        tensor, moved = preprocessing.apply(image, mask)
-        images.append(tensor)
-        masks.append(moved)
-    size = preprocessing.image_size
-    empty = np.zeros((0, size, size, 1), dtype=np.float32)
-    return (np.stack(images) if images else empty), masks
+        # The image sets the crop, so the mask goes through the image's own geometry.
+        masks.append(preprocessing.apply(image, mask)[1])
+    return masks
 
 
 def _gallery_selection(labels: np.ndarray, predicted: np.ndarray, per_gallery: int, seed: int):

@@ -132,33 +132,49 @@ def input_signature(
     return hashlib.sha256(encoded).hexdigest()[:20]
 
 
-def reuse_if_unchanged(
-    context: dg.AssetExecutionContext, signature: str, enabled: bool
-) -> dg.MaterializeResult | None:
-    """The previous result, if it was computed from identical inputs and its file still exists."""
-    if not enabled:
-        return None
+@dataclass(frozen=True)
+class PreviousResult:
+    """This asset's current materialization, whose artifact file still exists."""
+
+    run_id: str
+    metadata: dict[str, Any]
+    path: Path
+    data_version: str | None
+
+
+def previous_result(context: dg.AssetExecutionContext) -> PreviousResult | None:
     event = context.instance.get_latest_materialization_event(context.asset_key)
     if event is None or event.asset_materialization is None:
         return None
     metadata = dict(event.asset_materialization.metadata)
-    previous = metadata.get("input_signature")
-    path = metadata.get("path")
-    if previous is None or previous.value != signature or path is None:
+    path = Path(str(metadata["path"].value)) if "path" in metadata else None
+    if path is None or not path.exists():
         return None
-    if not Path(str(path.value)).exists():
+    data_version = event.asset_materialization.tags.get("dagster/data_version")
+    return PreviousResult(event.run_id, metadata, path, data_version)
+
+
+def reuse_if_unchanged(
+    context: dg.AssetExecutionContext, signature: str, enabled: bool
+) -> dg.MaterializeResult | None:
+    """The previous result, if it was computed from identical inputs and its file still exists."""
+    previous = previous_result(context) if enabled else None
+    if previous is None or "input_signature" not in previous.metadata:
+        return None
+    if previous.metadata["input_signature"].value != signature:
         return None
     context.log.info(
-        f"inputs, config and code unchanged since run {event.run_id}: reusing {path.value}"
+        f"inputs, config and code unchanged since run {previous.run_id}: reusing {previous.path}"
     )
+    metadata = previous.metadata
     # After several hits in a row, still name the run that actually computed the artifact.
     computed_by = (
-        metadata["reused_from_run"].value if "reused_from_run" in metadata else event.run_id
+        metadata["reused_from_run"].value if "reused_from_run" in metadata else previous.run_id
     )
     metadata.update(
         cache_hit=True,
         reused_from_run=computed_by,
-        reused_artifact=dg.MetadataValue.path(str(path.value)),
+        reused_artifact=dg.MetadataValue.path(str(previous.path)),
     )
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(signature))
 
