@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
 
 def explained_inputs(raw, frame, size: int, skull_strip: bool):
     """Preprocessed images and lesion masks (None where there is none), as gradcam_gallery."""
-    roots = {spec.name: spec.root for spec in raw.datasets}
+    roots = raw.roots
     images, masks = [], []
     for dataset, relative in zip(frame["dataset"], frame["path"], strict=True):
         mask = None
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     params = TrainingParams(**overrides, augment=not args.no_augment, skull_strip=args.skull_strip)
     config = params.to_core()
     print("config:", json.dumps(dataclasses.asdict(config)))
-    roots = {spec.name: spec.root for spec in raw.datasets}
+    roots = raw.roots
 
     def tensors(split: str):
         frame = table[table["split"] == split].reset_index(drop=True)

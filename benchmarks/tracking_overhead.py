@@ -38,7 +38,7 @@ def main() -> None:
     manifest, _ = build_manifest(raw.datasets)
     index, _, _ = build_balanced_index(manifest, seed=0)
     table = assign_splits(index, salt="brain_pipeline")
-    roots = {spec.name: spec.root for spec in raw.datasets}
+    roots = raw.roots
     # Early stopping off (warm-up past the last epoch): every run trains the same epochs.
     config = TrainingConfig(epochs=args.epochs, warmup_epochs=args.epochs)
 

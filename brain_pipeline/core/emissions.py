@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from brain_pipeline.core.artifacts import write_parquet
+from brain_pipeline.core.artifacts import package_versions, write_parquet
 
 RECORD_COLUMNS = [
     "asset_key",
@@ -163,17 +163,10 @@ def _record(measurement, settings, model_version, started_at, seconds, data, mod
         "gpu_model": (data.gpu_model or None) if measured else None,
         "country_iso_code": settings.country_iso_code,
         "pue": settings.pue,
-        "codecarbon_version": data.codecarbon_version if measured else _codecarbon_version(),
+        "codecarbon_version": (
+            data.codecarbon_version if measured else package_versions()["codecarbon"]
+        ),
     }
-
-
-def _codecarbon_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("codecarbon")
-    except Exception:
-        return None
 
 
 def append_history(history_path: Path, records: list[dict]) -> pd.DataFrame:

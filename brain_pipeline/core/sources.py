@@ -71,6 +71,11 @@ class RawDataConfig:
     datasets: tuple[DatasetSpec, ...]
     lesion_masks_dir: Path | None
 
+    @property
+    def roots(self) -> dict[str, Path]:
+        """Dataset name -> its root folder, to find a manifest row's file."""
+        return {spec.name: spec.root for spec in self.datasets}
+
 
 def load_raw_data_config(data_dir: Path) -> RawDataConfig:
     """Read `datasets.toml` in `data_dir` if present, otherwise discover the datasets."""

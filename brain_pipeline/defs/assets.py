@@ -149,7 +149,7 @@ def _split_tensors(
     preprocessing: Preprocessing,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cached model-ready tensors and class indices for some rows of the split table."""
-    roots = {spec.name: spec.root for spec in storage.raw_data().datasets}
+    roots = storage.raw_data().roots
     files = [
         filesystem_path(roots[d], p) for d, p in zip(frame["dataset"], frame["path"], strict=True)
     ]
@@ -168,7 +168,7 @@ def _sample_grid(
     storage: PipelineStorage, frame: pd.DataFrame, seed: int, by: str, per_group: int = 6
 ):
     """A row of preprocessed samples for each value of `by` (class, or source dataset)."""
-    roots = {spec.name: spec.root for spec in storage.raw_data().datasets}
+    roots = storage.raw_data().roots
     images, titles = [], []
     for _, members in frame.groupby(by, sort=True):
         for _, row in members.sample(n=min(per_group, len(members)), random_state=seed).iterrows():
@@ -934,7 +934,7 @@ def _lesion_masks(raw, rows: pd.DataFrame, preprocessing: Preprocessing) -> list
 
     from brain_pipeline.core.synthetic import lesion_mask_path
 
-    roots = {spec.name: spec.root for spec in raw.datasets}
+    roots = raw.roots
     masks = []
     for dataset, relative in zip(rows["dataset"], rows["path"], strict=True):
         mask_file = (

@@ -9,7 +9,7 @@ from brain_pipeline.core import shortcuts, splits
 from brain_pipeline.core.artifacts import read_json
 from brain_pipeline.core.dedup import cross_split_near_duplicates
 from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.defs.support import materialization_for_run
+from brain_pipeline.defs.support import upstream_artifact
 
 MAX_REJECT_RATE = 0.05
 MIN_IMAGES_PER_CLASS = 20
@@ -17,11 +17,7 @@ MAX_CLASS_SHARE_DEVIATION = 0.10
 
 
 def _artifact(context: dg.AssetCheckExecutionContext, key: str) -> Path:
-    run_id = context.op_execution_context.run_id
-    event = materialization_for_run(context.instance, dg.AssetKey(key), run_id)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(f"{key} has not been materialized yet")
-    return Path(str(event.asset_materialization.metadata["path"].value))
+    return upstream_artifact(context, key).path
 
 
 @dg.asset_check(asset="image_manifest", description=f"At most {MAX_REJECT_RATE:.0%} rejects")

@@ -50,13 +50,16 @@ def materialization_for_run(
     return in_run[-1] if in_run else instance.get_latest_materialization_event(key)
 
 
-def upstream_artifact(context: dg.AssetExecutionContext, key: str) -> UpstreamArtifact:
+def upstream_artifact(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: str
+) -> UpstreamArtifact:
     """The artifact recorded by the current materialization of `key` (its `path` metadata).
 
     This is the asset Dagster considers current (this run's, if it made one), not "the newest
-    file in a folder".
+    file in a folder". Assets and asset checks both use it.
     """
-    event = materialization_for_run(context.instance, dg.AssetKey(key), context.run_id)
+    run_id = context.op_execution_context.run_id
+    event = materialization_for_run(context.instance, dg.AssetKey(key), run_id)
     if event is None or event.asset_materialization is None:
         raise dg.Failure(f"asset {key!r} has never been materialized; materialize it first")
     materialization = event.asset_materialization
