@@ -137,6 +137,19 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
         "heat_in_brain",
     ):
         assert key in gallery, key
+    # Localisation covers the tumour test images (a lesion too small to survive the resize to
+    # 48 px is left out), with the standard pointing-game tolerance.
+    scores = json.loads(_path(metadata, "gradcam_gallery").read_text())
+    splits = pd.read_parquet(_path(metadata, "dataset_splits"))
+    test_tumours = (splits["split"] == "test") & (splits["target_class"] == "tumor_brain")
+    assert 0 < scores["n_with_lesion_mask"] <= int(test_tumours.sum())
+    assert 0.0 <= gallery["pointing_game"].value <= 1.0
+    assert 0.0 <= gallery["heat_in_lesion"].value <= 1.0
+    assert scores["pointing_tolerance_px"] == 3  # 15 px at 224 px -> 3 px at 48 px
+    record = json.loads(
+        (_path(metadata, "trained_model").parent / "preprocessing.json").read_text()
+    )
+    assert record == {"image_size": 48, "skull_strip": False, "intensity": "equalise"}
     folder = _path(metadata, "gradcam_gallery").parent
     pngs = sorted(p.name for p in folder.glob("*.png"))
     assert "tumor_brain_correct.png" in pngs and len(pngs) == 6

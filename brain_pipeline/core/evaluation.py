@@ -14,6 +14,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from brain_pipeline.core.sources import ALZHEIMER_SOURCE_LABELS
+
 
 def expected_calibration_error(
     y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10
@@ -125,3 +127,24 @@ def metrics_by_group(
             ),
         }
     return result
+
+
+def within_source_healthy_vs_alzheimer(
+    source_labels: Sequence[str],
+    target_classes: Sequence[str],
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+) -> dict:
+    """Healthy vs Alzheimer among images from the Alzheimer source only (one style).
+
+    Those images (NonDemented and the three demented grades) share scanner, size and
+    skull-stripping, so no source cue helps: this is the clinically hard part of the task.
+    The decision is between the two classes possible within that source.
+    """
+    inside = np.isin(np.asarray(source_labels), list(ALZHEIMER_SOURCE_LABELS))
+    if not inside.any():
+        return {"n_images": 0, "accuracy": None}
+    truth = np.asarray(target_classes)[inside] == "alzheimer_brain"
+    alzheimer, healthy = class_names.index("alzheimer_brain"), class_names.index("healthy_brain")
+    said_alzheimer = probabilities[inside, alzheimer] > probabilities[inside, healthy]
+    return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}

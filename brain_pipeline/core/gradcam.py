@@ -423,13 +423,25 @@ def heat_share(heatmap: np.ndarray, mask: np.ndarray) -> float:
     return float(heat[np.asarray(mask, bool)].sum() / total) if total > 0 else 0.0
 
 
+# The pointing game's tolerance (Zhang et al., 2016): 15 px at 224 px input.
+POINTING_TOLERANCE_AT_224 = 15
+
+
+def pointing_tolerance_px(image_side: int) -> int:
+    """The pointing game's standard tolerance scaled to an image side (9 px at 128 px)."""
+    return max(1, round(POINTING_TOLERANCE_AT_224 * image_side / 224))
+
+
 def pointing_game_hit(
-    heatmap: np.ndarray, lesion_mask: np.ndarray, *, tolerance_px: int = 2
+    heatmap: np.ndarray, lesion_mask: np.ndarray, *, tolerance_px: int | None = None
 ) -> bool:
-    """True if the hottest pixel lies in the lesion mask dilated by ``tolerance_px``."""
+    """True if the hottest pixel lies in the lesion mask dilated by ``tolerance_px``
+    (default: the standard tolerance for the map's size, see pointing_tolerance_px)."""
     heat = np.asarray(heatmap).squeeze()
     if heat.max() <= 0:
         return False  # an empty map points nowhere
+    if tolerance_px is None:
+        tolerance_px = pointing_tolerance_px(max(heat.shape))
     target = _morph(np.asarray(lesion_mask, bool).squeeze(), tolerance_px, erode=False)
     return bool(target.ravel()[np.argmax(heat)])
 
@@ -452,6 +464,7 @@ class ExplanationScores:
     heat_in_lesion: float | None
     n_images: int
     n_with_lesion_mask: int
+    pointing_tolerance_px: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -468,11 +481,20 @@ def score_explanations(
     class_indices: np.ndarray,
     *,
     lesion_masks: list[np.ndarray | None] | None = None,
+    lesion_images: np.ndarray | None = None,
+    lesion_class: int | None = None,
     seed: int = 0,
     method: str = "gradcam",
     layer_name: str | None = None,
 ) -> ExplanationScores:
-    """Faithfulness, sanity and plausibility of ``heatmaps`` (made with ``method``)."""
+    """Faithfulness, sanity and plausibility of ``heatmaps`` (made with ``method``).
+
+    Localisation (pointing game, heat in lesion) uses ``lesion_masks``, one per image of
+    ``lesion_images`` (default: ``images``; None entries are skipped). With ``lesion_class``
+    it scores that class's maps (the ground-truth class, as in the pointing game of Zhang et
+    al.), whatever the model predicted: is the evidence for "tumour" on the tumour? Without
+    it, the given ``heatmaps`` are scored.
+    """
     images = _as_batch(images)
     heatmaps = np.asarray(heatmaps, np.float32)
     class_indices = np.asarray(class_indices, np.int64)
@@ -494,16 +516,27 @@ def score_explanations(
     in_brain = [
         heat_share(h, estimate_brain_mask(i)) for h, i in zip(heatmaps, images, strict=True)
     ]
-    masks = lesion_masks if lesion_masks is not None else [None] * len(images)
-    if len(masks) != len(images):
-        raise ValueError("lesion_masks must have one entry (or None) per image")
-    with_lesion = [
-        (h, np.asarray(m, bool))
-        for h, m in zip(heatmaps, masks, strict=True)
-        if m is not None and np.any(m)
-    ]
-    hits = [pointing_game_hit(h, m) for h, m in with_lesion]
-    in_lesion = [heat_share(h, m) for h, m in with_lesion]
+
+    if lesion_images is not None and lesion_class is None:
+        raise ValueError("lesion_images need a lesion_class to explain them with")
+    lesion_images = images if lesion_images is None else _as_batch(lesion_images)
+    masks = lesion_masks if lesion_masks is not None else [None] * len(lesion_images)
+    if len(masks) != len(lesion_images):
+        raise ValueError("lesion_masks must have one entry (or None) per lesion image")
+    lesioned = [i for i, m in enumerate(masks) if m is not None and np.any(m)]
+    if lesion_class is None:
+        lesion_maps = heatmaps[lesioned]
+    else:
+        lesion_maps = gradcam(
+            model,
+            lesion_images[lesioned],
+            np.full(len(lesioned), lesion_class),
+            layer_name=layer_name,
+            method=method,
+        )
+    pairs = [(h, np.asarray(masks[i], bool)) for h, i in zip(lesion_maps, lesioned, strict=True)]
+    hits = [pointing_game_hit(h, m) for h, m in pairs]
+    in_lesion = [heat_share(h, m) for h, m in pairs]
 
     return ExplanationScores(
         deletion_auc=_mean(deletion),
@@ -516,7 +549,8 @@ def score_explanations(
         pointing_game=_mean(hits) if hits else None,
         heat_in_lesion=_mean(in_lesion) if in_lesion else None,
         n_images=len(images),
-        n_with_lesion_mask=len(with_lesion),
+        n_with_lesion_mask=len(pairs),
+        pointing_tolerance_px=pointing_tolerance_px(images.shape[1]) if pairs else None,
     )
 
 

@@ -3,7 +3,8 @@
 Preprocessing removes the cues that give a source away rather than a disease: colour
 channels (everything becomes grayscale), borders and image size (crop to the head's
 bounding box, found above the background's own level and noise, pad to a square, resize),
-and overall brightness (background level subtracted, per-image intensity normalisation).
+and brightness and contrast (background level subtracted, then the head's intensities
+equalised to one distribution per image).
 The same function serves training, evaluation, prediction and explanation.
 """
 
@@ -25,7 +26,7 @@ from brain_pipeline.core.artifacts import atomic_path
 from brain_pipeline.core.manifest import to_grayscale
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
-PREPROCESSING_VERSION = "2"
+PREPROCESSING_VERSION = "3"
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -89,9 +90,64 @@ def _crop_pad_resize(
     return np.asarray(resized, dtype=np.float32)
 
 
-def preprocess_image(image: Image.Image, size: int, *, skull_strip: bool = False) -> np.ndarray:
+INTENSITY_MODES = ("equalise", "percentile")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's inputs are made; saved beside the model so inference repeats it.
+
+    ``intensity`` is the per-image normalisation: "equalise" maps the head's intensities to a
+    uniform distribution by rank (histogram equalisation), so brightness and contrast, which
+    differ by source and scanner, no longer tell the sources apart; "percentile" only divides
+    by the 99.5th percentile (the behaviour of models trained before it existed).
+    """
+
+    image_size: int
+    skull_strip: bool = False
+    intensity: str = "equalise"
+
+    FILE_NAME = "preprocessing.json"
+
+    def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
+
+    def save(self, folder: Path) -> Path:
+        from brain_pipeline.core.artifacts import write_json
+
+        return write_json(Path(folder) / self.FILE_NAME, asdict(self))
+
+    @classmethod
+    def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:
+        """Read the record beside a .keras file; a bare model file gets the defaults.
+
+        Records written before ``intensity`` existed describe percentile scaling.
+        """
+        record = Path(model_path).with_name(cls.FILE_NAME)
+        if record.exists():
+            return cls(**{"intensity": "percentile", **json.loads(record.read_text())})
+        return cls(image_size=input_size)
+
+    def apply(self, image: Image.Image, mask: np.ndarray | None = None):
+        """Preprocess one image (and mask) exactly as the tensor cache stores it."""
+        tensor, moved = preprocess_with_mask(image, mask, self)
+        # Round through float16 like the cache, so the gallery, `predict` and `explain` see
+        # bit-identical inputs to evaluation and their predictions agree.
+        return tensor.astype(np.float16).astype(np.float32), moved
+
+    def cache_key(self, sha256s: Sequence[str]) -> str:
+        """Names a tensor cache by the contents it holds and the preprocessing that made it."""
+        settings = (PREPROCESSING_VERSION, self.image_size, self.skull_strip, self.intensity)
+        digest = hashlib.sha256(":".join(map(str, settings)).encode())
+        for sha in sha256s:
+            digest.update(sha.encode())
+        return digest.hexdigest()[:20]
+
+
+def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
     """Grayscale, crop to head, pad square, resize, normalise: float32 (size, size, 1) in [0, 1]."""
-    return preprocess_with_mask(image, None, size, skull_strip=skull_strip)[0]
+    return preprocess_with_mask(image, None, preprocessing)[0]
 
 
 def strip_skull(array: np.ndarray) -> np.ndarray:
@@ -106,20 +162,44 @@ def strip_skull(array: np.ndarray) -> np.ndarray:
     return array * estimate_brain_mask(array)[..., np.newaxis]
 
 
+FOREGROUND_LEVEL = 0.02
+
+
+def equalise_foreground(array: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of the foreground: each pixel above FOREGROUND_LEVEL becomes
+    its mid-rank among them, scaled into (0.05, 1]; background stays 0.
+
+    Tied values share one rank, so flat regions (clipped highlights) stay flat.
+    """
+    out = np.zeros_like(array)
+    foreground = array > FOREGROUND_LEVEL
+    values = array[foreground]
+    if values.size == 0:
+        return out
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    mid_rank = (np.cumsum(counts) - 0.5 * counts) / values.size
+    out[foreground] = 0.05 + 0.95 * mid_rank[inverse]
+    return out
+
+
 def preprocess_with_mask(
-    image: Image.Image, mask: np.ndarray | None, size: int, *, skull_strip: bool = False
+    image: Image.Image, mask: np.ndarray | None, preprocessing: Preprocessing
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Preprocess an image and put a same-sized mask (e.g. a lesion) through the same geometry."""
+    size = preprocessing.image_size
     gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
     box = head_bounding_box(gray)
     # Background brightness differs by source; removing it also matches the zero padding.
     level = background_level(gray)
     array = _crop_pad_resize(np.clip(gray - level, 0.0, None), box, size, Image.Resampling.BILINEAR)
-    foreground = array[array > 0.02]
+    foreground = array[array > FOREGROUND_LEVEL]
     scale = float(np.percentile(foreground, 99.5)) if foreground.size else 1.0
-    normalised = np.clip(array / max(scale, 1e-6), 0.0, 1.0)[..., np.newaxis]
-    if skull_strip:
-        normalised = strip_skull(normalised)
+    normalised = np.clip(array / max(scale, 1e-6), 0.0, 1.0)
+    if preprocessing.skull_strip:
+        normalised = strip_skull(normalised[..., np.newaxis])[..., 0]
+    if preprocessing.intensity == "equalise":
+        normalised = equalise_foreground(normalised)
+    normalised = normalised[..., np.newaxis]
     if mask is None:
         return normalised, None
     if mask.shape != gray.shape:
@@ -128,21 +208,12 @@ def preprocess_with_mask(
     return normalised, moved > 0.5
 
 
-def cache_key(sha256s: Sequence[str], size: int, skull_strip: bool = False) -> str:
-    digest = hashlib.sha256(f"v{PREPROCESSING_VERSION}:{size}:{skull_strip}:".encode())
-    for sha in sha256s:
-        digest.update(sha.encode())
-    return digest.hexdigest()[:20]
-
-
 def build_tensor_cache(
     files: Sequence[Path],
     sha256s: Sequence[str],
-    size: int,
+    preprocessing: Preprocessing,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
-    *,
-    skull_strip: bool = False,
 ) -> np.ndarray:
     """Preprocess every file once into a float16 memory-mapped array (N, size, size, 1).
 
@@ -150,17 +221,16 @@ def build_tensor_cache(
     retrains on the same images read it instead of decoding again, and memory stays flat:
     the array lives on disk and pages in as batches are read.
     """
-    cache_path = Path(cache_dir) / f"tensors_{cache_key(sha256s, size, skull_strip)}.npy"
+    cache_path = Path(cache_dir) / f"tensors_{preprocessing.cache_key(sha256s)}.npy"
     if cache_path.exists():
         return np.load(cache_path, mmap_mode="r")
+    size = preprocessing.image_size
     with atomic_path(cache_path) as tmp:
         array = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float16, shape=(len(files), size, size, 1)
         )
         for position, path in enumerate(files):
-            array[position] = preprocess_image(
-                load_image(Path(path)), size, skull_strip=skull_strip
-            )
+            array[position] = preprocess_image(load_image(Path(path)), preprocessing)
             if progress and ((position + 1) % 200 == 0 or position + 1 == len(files)):
                 progress(position + 1, len(files))
         array.flush()
@@ -207,35 +277,3 @@ def batch_stream(
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # A known length lets Keras size its epochs without running the generator dry first.
     return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model's inputs were made; saved beside the model so inference repeats it."""
-
-    image_size: int
-    skull_strip: bool = False
-
-    FILE_NAME = "preprocessing.json"
-
-    def save(self, folder: Path) -> Path:
-        from brain_pipeline.core.artifacts import write_json
-
-        return write_json(Path(folder) / self.FILE_NAME, asdict(self))
-
-    @classmethod
-    def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:
-        """Read the record beside a .keras file; a bare model file gets the defaults."""
-        record = Path(model_path).with_name(cls.FILE_NAME)
-        if record.exists():
-            return cls(**json.loads(record.read_text()))
-        return cls(image_size=input_size)
-
-    def apply(self, image: Image.Image, mask: np.ndarray | None = None):
-        """Preprocess one image (and mask) exactly as the tensor cache stores it."""
-        tensor, moved = preprocess_with_mask(
-            image, mask, self.image_size, skull_strip=self.skull_strip
-        )
-        # Round through float16 like the cache, so the gallery, `predict` and `explain` see
-        # bit-identical inputs to evaluation and their predictions agree.
-        return tensor.astype(np.float16).astype(np.float32), moved

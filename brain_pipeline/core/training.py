@@ -15,13 +15,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from brain_pipeline.core.imaging import batch_stream
+from brain_pipeline.core.imaging import Preprocessing, batch_stream
 from brain_pipeline.core.model import AugmentationConfig, build_model
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    architecture: str = "compact_cnn"
+    architecture: str = "stacked_cnn"
     image_size: int = 128
     epochs: int = 30
     batch_size: int = 32
@@ -31,13 +31,20 @@ class TrainingConfig:
     # settle, and the validation loss of the first epochs says little.
     warmup_epochs: int = 5
     class_weights: bool = True
-    # Preprocessing choice the model is trained with; recorded so prediction repeats it.
+    # Preprocessing choices the model is trained with; recorded so prediction repeats them.
     skull_strip: bool = False
+    intensity: str = "equalise"
     seed: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(
+            self.image_size, skull_strip=self.skull_strip, intensity=self.intensity
+        )
 
 
 @dataclass

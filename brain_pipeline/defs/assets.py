@@ -23,12 +23,11 @@ from brain_pipeline.core.imaging import (
     class_indices,
     filesystem_path,
     load_image,
-    preprocess_with_mask,
+    preprocess_image,
 )
 from brain_pipeline.core.manifest import build_manifest, manifest_summary
 from brain_pipeline.core.model import AugmentationConfig
 from brain_pipeline.core.sources import (
-    ALZHEIMER_SOURCE_LABELS,
     TARGET_CLASSES,
     DatasetSpec,
     dataset_fingerprint,
@@ -53,9 +52,9 @@ CODE_VERSIONS = {
     "image_manifest": "2",
     "balanced_index": "2",
     "dataset_splits": "2",
-    "trained_model": "2",
+    "trained_model": "3",
     "model_evaluation": "2",
-    "gradcam_gallery": "2",
+    "gradcam_gallery": "3",
     "emissions_record": "1",
 }
 
@@ -98,10 +97,12 @@ class SplitConfig(dg.Config):
 
 
 class TrainingParams(dg.Config):
-    architecture: str = "compact_cnn"
+    architecture: str = "stacked_cnn"
     image_size: int = 128
     # Zero the skull and background before training (see core/imaging.strip_skull).
     skull_strip: bool = False
+    # Per-image intensity normalisation: "equalise" (default) or "percentile".
+    intensity: str = "equalise"
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -121,6 +122,7 @@ class TrainingParams(dg.Config):
             architecture=self.architecture,
             image_size=self.image_size,
             skull_strip=self.skull_strip,
+            intensity=self.intensity,
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -156,10 +158,9 @@ def _split_tensors(
     tensors = build_tensor_cache(
         files,
         list(frame["sha256"]),
-        preprocessing.image_size,
+        preprocessing,
         storage.shared_dir("tensor_cache"),
         progress=lambda done, total: context.log.info(f"preprocessed {done}/{total} images"),
-        skull_strip=preprocessing.skull_strip,
     )
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
@@ -173,7 +174,7 @@ def _sample_grid(
     for _, members in frame.groupby(by, sort=True):
         for _, row in members.sample(n=min(per_group, len(members)), random_state=seed).iterrows():
             image = load_image(filesystem_path(roots[row["dataset"]], row["path"]))
-            images.append(preprocess_with_mask(image, None, 96)[0])
+            images.append(preprocess_image(image, Preprocessing(96)))
             titles.append(f"{row['target_class']}\n{row['dataset']}")
         images.extend(
             [np.zeros((96, 96, 1), np.float32)] * (per_group - min(per_group, len(members)))
@@ -471,7 +472,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             return cached
         table = pd.read_parquet(splits_artifact.path)
         core_config = config.to_core()
-        preprocessing = Preprocessing(config.image_size, skull_strip=config.skull_strip)
+        preprocessing = core_config.preprocessing
         folder = storage.run_dir("trained_model", context.run_id)
         model_version = folder.name
         with track_step(
@@ -579,8 +580,10 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             metrics["per_dataset"] = evaluation.metrics_by_group(
                 labels, probabilities, list(test["dataset"]), TARGET_CLASSES
             )
-            metrics["within_source_healthy_vs_alzheimer"] = _within_alzheimer_source(
-                test, probabilities
+            metrics["within_source_healthy_vs_alzheimer"] = (
+                evaluation.within_source_healthy_vs_alzheimer(
+                    test["source_label"], test["target_class"], probabilities, TARGET_CLASSES
+                )
             )
             metrics["shortcut_audit"] = _shortcut_audit(
                 context, storage, table, manifest_artifact.path, preprocessing, metrics["accuracy"]
@@ -683,7 +686,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             probabilities = predict_probabilities(model, images)
             predicted = probabilities.argmax(axis=1)
             chosen = _gallery_selection(labels, predicted, config.images_per_gallery, config.seed)
-            masks = _lesion_masks(raw, test.iloc[chosen], preprocessing)
+            # Localisation is scored on every test image with a lesion mask (phantoms only).
+            masks = _lesion_masks(raw, test, preprocessing)
+            lesioned = [i for i, mask in enumerate(masks) if mask is not None]
             heatmaps = gradcam.gradcam(
                 model,
                 images[chosen],
@@ -696,7 +701,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 images[chosen],
                 heatmaps,
                 predicted[chosen],
-                lesion_masks=masks,
+                lesion_images=images[lesioned],
+                lesion_masks=[masks[i] for i in lesioned],
+                lesion_class=TARGET_CLASSES.index("tumor_brain"),
                 seed=config.seed,
                 method=config.method,
                 layer_name=config.layer_name,
@@ -915,21 +922,11 @@ def _shortcut_audit(
     }
 
 
-def _within_alzheimer_source(test: pd.DataFrame, probabilities: np.ndarray) -> dict:
-    """Healthy vs Alzheimer among images from the Alzheimer source only (same style)."""
-    inside = test["source_label"].isin(ALZHEIMER_SOURCE_LABELS).to_numpy()
-    if not inside.any():
-        return {"n_images": 0, "accuracy": None}
-    truth = (test.loc[inside, "target_class"] == "alzheimer_brain").to_numpy()
-    alzheimer_index = TARGET_CLASSES.index("alzheimer_brain")
-    healthy_index = TARGET_CLASSES.index("healthy_brain")
-    # Decide between the two classes that are possible within this source.
-    said_alzheimer = probabilities[inside, alzheimer_index] > probabilities[inside, healthy_index]
-    return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
-
-
 def _lesion_masks(raw, rows: pd.DataFrame, preprocessing: Preprocessing) -> list:
-    """Ground-truth lesion masks (synthetic data) in model-input geometry; None where absent."""
+    """Ground-truth lesion masks (synthetic data) in model-input geometry; None where absent.
+
+    Only images with a mask file are decoded (for the crop geometry), so on real data this
+    reads nothing."""
     from PIL import Image
 
     from brain_pipeline.core.synthetic import lesion_mask_path

@@ -32,6 +32,8 @@ class _KillAfterEpoch(keras.callbacks.Callback):
 
 def _config(**overrides) -> TrainingConfig:
     options = dict(
+        # The smallest architecture: these tests are about the training mechanics.
+        architecture="compact_cnn",
         image_size=32,
         epochs=4,
         batch_size=16,
@@ -100,7 +102,7 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("architecture", ["compact_cnn", "seed_cnn"])
+@pytest.mark.parametrize("architecture", ["compact_cnn", "stacked_cnn", "seed_cnn"])
 def test_architectures_end_in_logits_then_softmax(architecture: str) -> None:
     model = build_model(architecture, image_size=64, n_classes=3, augmentation=AugmentationConfig())
     assert model.get_layer("logits").activation.__name__ == "linear"
