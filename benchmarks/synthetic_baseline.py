@@ -17,19 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core import dedup, evaluation, gradcam, splits
-from brain_pipeline.core.imaging import (
-    build_tensor_cache,
-    class_indices,
-    filesystem_path,
-    load_image,
-    preprocess_with_mask,
-)
-from brain_pipeline.core.manifest import build_manifest
-from brain_pipeline.core.sources import TARGET_CLASSES, load_raw_data_config
+from brain_pipeline.core import evaluation, gradcam, splits
+from brain_pipeline.core.imaging import Preprocessing, filesystem_path, load_image
+from brain_pipeline.core.sources import TARGET_CLASSES
 from brain_pipeline.core.synthetic import lesion_mask_path
 from brain_pipeline.core.training import predict_probabilities, train_classifier
-from brain_pipeline.defs.assets import IndexConfig, SplitConfig, TrainingParams
+from brain_pipeline.defs.assets import TrainingParams
+
+from benchdata import prepared_splits, split_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDABLE = (
@@ -40,6 +35,8 @@ OVERRIDABLE = (
     "early_stopping_patience",
     "warmup_epochs",
     "seed",
+    "architecture",
+    "intensity",
 )
 
 
@@ -56,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def explained_inputs(raw, frame, size: int, skull_strip: bool):
+def explained_inputs(raw, frame, preprocessing: Preprocessing):
     """Preprocessed images and lesion masks (None where there is none), as gradcam_gallery."""
     roots = raw.roots
     images, masks = [], []
@@ -67,49 +64,23 @@ def explained_inputs(raw, frame, size: int, skull_strip: bool):
             if mask_file.exists():
                 mask = np.asarray(Image.open(mask_file).convert("L")) > 127
         image = load_image(filesystem_path(roots[dataset], relative))
-        tensor, moved = preprocess_with_mask(image, mask, size, skull_strip=skull_strip)
+        tensor, moved = preprocessing.apply(image, mask)
         images.append(tensor)
         masks.append(moved)
     return np.stack(images), masks
 
 
 def run(args: argparse.Namespace, artifacts: Path) -> dict:
-    raw = load_raw_data_config(args.data_dir)
-    manifest, _ = build_manifest(raw.datasets)
-    index_config, split_config = IndexConfig(), SplitConfig()
-    index, _, _ = dedup.build_balanced_index(
-        manifest, seed=index_config.seed, near_duplicate_cosine=index_config.near_duplicate_cosine
-    )
-    table = splits.assign_splits(
-        index,
-        salt=split_config.salt,
-        val_fraction=split_config.val_fraction,
-        test_fraction=split_config.test_fraction,
-    )
+    raw, table = prepared_splits(args.data_dir)
     print(splits.split_class_counts(table).to_string(), "\n")
 
     overrides = {name: getattr(args, name) for name in OVERRIDABLE}
     params = TrainingParams(**overrides, augment=not args.no_augment, skull_strip=args.skull_strip)
     config = params.to_core()
     print("config:", json.dumps(dataclasses.asdict(config)))
-    roots = raw.roots
-
-    def tensors(split: str):
-        frame = table[table["split"] == split].reset_index(drop=True)
-        pairs = zip(frame["dataset"], frame["path"], strict=True)
-        files = [filesystem_path(roots[dataset], path) for dataset, path in pairs]
-        cache = build_tensor_cache(
-            files,
-            list(frame["sha256"]),
-            config.image_size,
-            artifacts,
-            skull_strip=config.skull_strip,
-        )
-        return frame, cache, class_indices(list(frame["target_class"]), TARGET_CLASSES)
-
-    _, train_x, train_y = tensors("train")
-    _, val_x, val_y = tensors("val")
-    test, test_x, test_y = tensors("test")
+    _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, artifacts)
+    _, val_x, val_y = split_tensors(raw, table, "val", config.preprocessing, artifacts)
+    test, test_x, test_y = split_tensors(raw, table, "test", config.preprocessing, artifacts)
     result = train_classifier(
         train_x,
         train_y,
@@ -132,11 +103,16 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
     print("per dataset:", json.dumps(per_dataset))
 
-    images, masks = explained_inputs(raw, test, config.image_size, config.skull_strip)
+    images, masks = explained_inputs(raw, test, config.preprocessing)
     predicted = predict_probabilities(result.model, images).argmax(axis=1)
     heatmaps = gradcam.gradcam(result.model, images, predicted)
     scores = gradcam.score_explanations(
-        result.model, images, heatmaps, predicted, lesion_masks=masks
+        result.model,
+        images,
+        heatmaps,
+        predicted,
+        lesion_masks=masks,
+        lesion_class=TARGET_CLASSES.index("tumor_brain"),
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
     return {
@@ -147,7 +123,13 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         "epochs_run": result.epochs_run,
         **{
             k: round(scores[k], 4) if scores[k] is not None else None
-            for k in ("heat_in_brain", "pointing_game", "deletion_auc", "deletion_auc_random")
+            for k in (
+                "heat_in_brain",
+                "pointing_game",
+                "heat_in_lesion",
+                "deletion_auc",
+                "deletion_auc_random",
+            )
         },
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),

@@ -17,14 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from brain_pipeline.core.dedup import build_balanced_index
 from brain_pipeline.core.emissions import TrackerSettings, track_step
-from brain_pipeline.core.imaging import build_tensor_cache, class_indices, filesystem_path
-from brain_pipeline.core.manifest import build_manifest
-from brain_pipeline.core.sources import TARGET_CLASSES, load_raw_data_config
-from brain_pipeline.core.splits import assign_splits
+from brain_pipeline.core.sources import TARGET_CLASSES
 from brain_pipeline.core.training import TrainingConfig, train_classifier
 from brain_pipeline.defs.resources import default_data_dir
+
+from benchdata import prepared_splits, split_tensors
 
 
 def main() -> None:
@@ -34,28 +32,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    raw = load_raw_data_config(args.data_dir)
-    manifest, _ = build_manifest(raw.datasets)
-    index, _, _ = build_balanced_index(manifest, seed=0)
-    table = assign_splits(index, salt="brain_pipeline")
-    roots = raw.roots
+    raw, table = prepared_splits(args.data_dir)
     # Early stopping off (warm-up past the last epoch): every run trains the same epochs.
     config = TrainingConfig(epochs=args.epochs, warmup_epochs=args.epochs)
 
     with tempfile.TemporaryDirectory() as scratch:
-
-        def tensors(split: str):
-            rows = table[table["split"] == split]
-            files = [
-                filesystem_path(roots[d], p)
-                for d, p in zip(rows["dataset"], rows["path"], strict=True)
-            ]
-            cache = build_tensor_cache(
-                files, list(rows["sha256"]), config.image_size, Path(scratch)
-            )
-            return cache, class_indices(list(rows["target_class"]), TARGET_CLASSES)
-
-        (train_x, train_y), (val_x, val_y) = tensors("train"), tensors("val")
+        _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, scratch)
+        _, val_x, val_y = split_tensors(raw, table, "val", config.preprocessing, scratch)
 
         def train(run: int) -> float:
             started = time.perf_counter()

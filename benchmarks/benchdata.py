@@ -1,0 +1,56 @@
+"""Shared by the benchmark scripts: raw data -> leakage-free splits -> cached tensors.
+
+The same core functions and default settings as the pipeline's assets, without Dagster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brain_pipeline.core import dedup, splits
+from brain_pipeline.core.imaging import (
+    Preprocessing,
+    build_tensor_cache,
+    class_indices,
+    filesystem_path,
+)
+from brain_pipeline.core.manifest import build_manifest
+from brain_pipeline.core.sources import TARGET_CLASSES, RawDataConfig, load_raw_data_config
+from brain_pipeline.defs.assets import IndexConfig, SplitConfig
+
+
+def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
+    """Manifest, balanced index and splits of `data_dir` with the pipeline's defaults."""
+    raw = load_raw_data_config(data_dir)
+    manifest, _ = build_manifest(raw.datasets)
+    index_config, split_config = IndexConfig(), SplitConfig()
+    index, _, _ = dedup.build_balanced_index(
+        manifest, seed=index_config.seed, near_duplicate_cosine=index_config.near_duplicate_cosine
+    )
+    table = splits.assign_splits(
+        index,
+        salt=split_config.salt,
+        val_fraction=split_config.val_fraction,
+        test_fraction=split_config.test_fraction,
+    )
+    return raw, table
+
+
+def split_tensors(
+    raw: RawDataConfig,
+    table: pd.DataFrame,
+    split: str,
+    preprocessing: Preprocessing,
+    cache_dir: Path,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Rows of one split, their cached tensors (memory-mapped) and class indices."""
+    frame = table[table["split"] == split].reset_index(drop=True)
+    roots = raw.roots
+    files = [
+        filesystem_path(roots[d], p) for d, p in zip(frame["dataset"], frame["path"], strict=True)
+    ]
+    tensors = build_tensor_cache(files, list(frame["sha256"]), preprocessing, cache_dir)
+    return frame, tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
