@@ -198,6 +198,7 @@ def throughput(args_dict: dict) -> dict:
 def default_run(args_dict: dict) -> dict:
     import keras
     import numpy as np
+    import pandas as pd
 
     from brain_pipeline.core import evaluation, shortcuts
     from brain_pipeline.core.sources import TARGET_CLASSES
@@ -239,8 +240,6 @@ def default_run(args_dict: dict) -> dict:
     # The trivial probe on the model's inputs: group-CV over all splits, and train -> test.
     features = {split: shortcuts.tensor_statistics(x) for split, (_, x, _) in parts.items()}
     labels = {split: frame["target_class"].to_numpy() for split, (frame, _, _) in parts.items()}
-    import pandas as pd
-
     all_features = pd.concat(features.values(), ignore_index=True)
     all_labels = np.concatenate(list(labels.values()))
     all_groups = np.concatenate([frame["group_id"].to_numpy() for frame, _, _ in parts.values()])
