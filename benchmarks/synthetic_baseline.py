@@ -15,12 +15,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from brain_pipeline.core import evaluation, gradcam, splits
-from brain_pipeline.core.imaging import Preprocessing, filesystem_path, load_image
 from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.core.synthetic import lesion_mask_path
+from brain_pipeline.core.synthetic import lesion_masks_for
 from brain_pipeline.core.training import predict_probabilities, train_classifier
 from brain_pipeline.defs.assets import TrainingParams
 
@@ -51,23 +49,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--skull-strip", action="store_true")
     return parser.parse_args()
-
-
-def explained_inputs(raw, frame, preprocessing: Preprocessing):
-    """Preprocessed images and lesion masks (None where there is none), as gradcam_gallery."""
-    roots = raw.roots
-    images, masks = [], []
-    for dataset, relative in zip(frame["dataset"], frame["path"], strict=True):
-        mask = None
-        if raw.lesion_masks_dir is not None:
-            mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
-            if mask_file.exists():
-                mask = np.asarray(Image.open(mask_file).convert("L")) > 127
-        image = load_image(filesystem_path(roots[dataset], relative))
-        tensor, moved = preprocessing.apply(image, mask)
-        images.append(tensor)
-        masks.append(moved)
-    return np.stack(images), masks
 
 
 def run(args: argparse.Namespace, artifacts: Path) -> dict:
@@ -103,8 +84,10 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
     print("per dataset:", json.dumps(per_dataset))
 
-    images, masks = explained_inputs(raw, test, config.preprocessing)
-    predicted = predict_probabilities(result.model, images).argmax(axis=1)
+    # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
+    images = np.asarray(test_x, dtype=np.float32)
+    masks = lesion_masks_for(raw, test["dataset"], test["path"], config.image_size)
+    predicted = probabilities.argmax(axis=1)
     heatmaps = gradcam.gradcam(result.model, images, predicted)
     scores = gradcam.score_explanations(
         result.model,

@@ -68,14 +68,27 @@ def _in_child(function, *args):
         return pool.submit(function, *args).result()
 
 
+SPLITS_FILE = "splits.parquet"
+
+
+def _splits(args_dict: dict):
+    """The raw-data config and the split table that the prepare phase wrote for this run."""
+    import pandas as pd
+
+    from brain_pipeline.core.sources import load_raw_data_config
+
+    table = pd.read_parquet(Path(args_dict["work_dir"]) / SPLITS_FILE)
+    return load_raw_data_config(args_dict["data_dir"]), table
+
+
 def _load(args_dict: dict):
     from brain_pipeline.core.training import TrainingConfig
 
-    from benchdata import prepared_splits, split_tensors
+    from benchdata import split_tensors
 
     args = argparse.Namespace(**args_dict)
     config = TrainingConfig() if args.epochs is None else TrainingConfig(epochs=args.epochs)
-    raw, table = prepared_splits(args.data_dir)
+    raw, table = _splits(args_dict)
     cache = Path(args.work_dir)
     parts = {
         split: split_tensors(raw, table, split, config.preprocessing, cache)
@@ -85,7 +98,12 @@ def _load(args_dict: dict):
 
 
 def prepare(args_dict: dict) -> dict:
+    """Manifest, index and splits once for all phases (written to the work folder)."""
+    from benchdata import prepared_splits
+
     started = time.perf_counter()
+    _, table = prepared_splits(args_dict["data_dir"])
+    table.to_parquet(Path(args_dict["work_dir"]) / SPLITS_FILE)
     _, table, parts = _load(args_dict)
     counts = {split: int(len(frame)) for split, (frame, _, _) in parts.items()}
     by_class = table.groupby(["split", "target_class"]).size().unstack().to_dict(orient="index")
@@ -278,21 +296,20 @@ def default_run(args_dict: dict) -> dict:
 
 def seed_run(args_dict: dict) -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    from brain_pipeline.core.imaging import Preprocessing
+    from brain_pipeline.core.imaging import Preprocessing, batch_stream
     from brain_pipeline.core.model import build_model
     from brain_pipeline.core.sources import TARGET_CLASSES
     from brain_pipeline.core.training import TrainingConfig, balanced_class_weights
 
-    from benchdata import prepared_splits, split_tensors
+    from benchdata import split_tensors
 
     config = TrainingConfig()
     size, cap_s = args_dict["seed_image_size"], 60.0 * args_dict["seed_cap_min"]
     # The seed network's inputs: same crop and normalisation, at the study's size.
     preprocessing = Preprocessing(size, intensity=config.intensity)
-    raw, table = prepared_splits(args_dict["data_dir"])
+    raw, table = _splits(args_dict)
     cache = Path(args_dict["work_dir"])
     started = time.perf_counter()
     _, train_x, train_y = split_tensors(raw, table, "train", preprocessing, cache)
@@ -311,22 +328,15 @@ def seed_run(args_dict: dict) -> dict:
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy"
     )
-    one_hot = np.eye(n_classes, dtype=np.float32)[train_y]
-    rng = np.random.default_rng(config.seed)
-
-    def batches():
-        while True:
-            order = rng.permutation(len(train_x))
-            for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
-                chosen = np.sort(order[start : start + config.batch_size])
-                gray = np.asarray(train_x[chosen], dtype=np.float32)
-                yield np.repeat(gray, 3, axis=-1), one_hot[chosen]
-
-    signature = (
-        tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.float32),
-        tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
+    # The pipeline's stream, grayscale repeated into the study's three channels, endless
+    # (the time cap ends training); each pass reshuffles.
+    stream = (
+        batch_stream(
+            train_x, train_y, n_classes, batch_size=config.batch_size, shuffle=True, seed=0
+        )
+        .map(lambda x, y: (tf.repeat(x, 3, axis=-1), y))
+        .repeat()
     )
-    stream = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
     clock = _EpochClock(val_x, val_y, n_classes, as_rgb=True)
 
     class Clock(keras.callbacks.Callback):

@@ -202,10 +202,24 @@ def preprocess_with_mask(
     normalised = normalised[..., np.newaxis]
     if mask is None:
         return normalised, None
+    return normalised, _move_mask(mask, gray, box, size)
+
+
+def _move_mask(
+    mask: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int], size: int
+) -> np.ndarray:
     if mask.shape != gray.shape:
         raise ValueError(f"mask shape {mask.shape} differs from the image's {gray.shape}")
     moved = _crop_pad_resize(mask.astype(np.float32), box, size, Image.Resampling.NEAREST)
-    return normalised, moved > 0.5
+    return moved > 0.5
+
+
+def mask_to_model_geometry(image: Image.Image, mask: np.ndarray, size: int) -> np.ndarray:
+    """Only the geometry of preprocess_with_mask: where ``mask`` lands in the model input.
+
+    The image decides the crop; its intensities are not processed."""
+    gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
+    return _move_mask(mask, gray, head_bounding_box(gray), size)
 
 
 def build_tensor_cache(

@@ -7,6 +7,7 @@ class logit rather than of the saturating softmax.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,44 +71,6 @@ def seed_cnn(
     )
 
 
-def compact_cnn(
-    input_shape: tuple[int, int, int], n_classes: int, augmentation: list[layers.Layer]
-) -> keras.Model:
-    """The smallest CPU-friendly net: separable convolutions, BatchNorm, global average pooling.
-
-    About 13 k parameters at 128 px instead of the seed network's 3.3 M (most of which sit in its
-    Flatten->Dense layer), and it keeps a 16x16 map at 128 px input for Grad-CAM.
-    """
-    return _staged_cnn(
-        input_shape,
-        n_classes,
-        augmentation,
-        widths=(16, 32, 64, 128),
-        convs_per_stage=1,
-        name="compact_cnn",
-    )
-
-
-def stacked_cnn(
-    input_shape: tuple[int, int, int], n_classes: int, augmentation: list[layers.Layer]
-) -> keras.Model:
-    """The default: like compact_cnn, but two convolutions per stage and 24-192 channels.
-
-    About 82 k parameters. The second convolution per stage helps it learn small local
-    findings: on healthy vs tumour phantoms of one source style, compact_cnn reached 0.70
-    validation accuracy and this network 0.89 (README, "Choosing the default model").
-    Grad-CAM reads its last stage at 16x16 for 128 px input.
-    """
-    return _staged_cnn(
-        input_shape,
-        n_classes,
-        augmentation,
-        widths=(24, 48, 96, 192),
-        convs_per_stage=2,
-        name="stacked_cnn",
-    )
-
-
 def _staged_cnn(
     input_shape: tuple[int, int, int],
     n_classes: int,
@@ -146,8 +109,18 @@ def _conv_block(x, filters: int, *, separable: bool, name: str):
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
-    "compact_cnn": compact_cnn,
-    "stacked_cnn": stacked_cnn,
+    # The default: two convolutions per stage, 24-192 channels, about 82 k parameters. The
+    # second convolution helps it learn small local findings: on healthy vs tumour phantoms
+    # of one source style, compact_cnn reached 0.70 validation accuracy and this network
+    # 0.89 (README, "Choosing the default model"). Grad-CAM reads a 16x16 map at 128 px.
+    "stacked_cnn": functools.partial(
+        _staged_cnn, widths=(24, 48, 96, 192), convs_per_stage=2, name="stacked_cnn"
+    ),
+    # The smallest CPU-friendly net: one convolution per stage, about 13 k parameters at
+    # 128 px (the seed network has 3.3 M, most of them in its Flatten->Dense layer).
+    "compact_cnn": functools.partial(
+        _staged_cnn, widths=(16, 32, 64, 128), convs_per_stage=1, name="compact_cnn"
+    ),
     "seed_cnn": seed_cnn,
 }
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
+
+from brain_pipeline.core.imaging import filesystem_path, load_image, mask_to_model_geometry
+from brain_pipeline.core.sources import RawDataConfig
 
 TARGET_CLASSES = ("healthy_brain", "tumor_brain", "alzheimer_brain")
 STYLES = ("navoneel", "preetviradiya", "alzheimer")
@@ -771,6 +775,29 @@ def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -
             f"relative_image_path must stay inside the dataset, got {relative_image_path!r}"
         )
     return Path(masks_root, dataset, *relative.with_suffix(".png").parts)
+
+
+def lesion_masks_for(
+    raw: RawDataConfig, datasets: Sequence[str], paths: Sequence[str], image_size: int
+) -> list[np.ndarray | None]:
+    """Ground-truth lesion masks of some images, in model-input geometry; None where absent.
+
+    Only images with a mask file are decoded (the image decides the crop), so on real data,
+    which has no masks, this reads nothing.
+    """
+    if raw.lesion_masks_dir is None:
+        return [None] * len(datasets)
+    roots = raw.roots
+    masks: list[np.ndarray | None] = []
+    for dataset, relative in zip(datasets, paths, strict=True):
+        mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
+        if not mask_file.exists():
+            masks.append(None)
+            continue
+        mask = np.asarray(Image.open(mask_file).convert("L")) > 127
+        image = load_image(filesystem_path(roots[dataset], relative))
+        masks.append(mask_to_model_geometry(image, mask, image_size))
+    return masks
 
 
 def _scaled_size(size: tuple[int, int], image_scale: float) -> tuple[int, int]:

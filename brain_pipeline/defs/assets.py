@@ -658,6 +658,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         import keras
 
         from brain_pipeline.core import gradcam
+        from brain_pipeline.core.synthetic import lesion_masks_for
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")
@@ -687,7 +688,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             predicted = probabilities.argmax(axis=1)
             chosen = _gallery_selection(labels, predicted, config.images_per_gallery, config.seed)
             # Localisation is scored on every test image with a lesion mask (phantoms only).
-            masks = _lesion_masks(raw, test, preprocessing)
+            masks = lesion_masks_for(raw, test["dataset"], test["path"], image_size)
             lesioned = [i for i, mask in enumerate(masks) if mask is not None]
             heatmaps = gradcam.gradcam(
                 model,
@@ -920,33 +921,6 @@ def _shortcut_audit(
             "margin_over_tensor_probe": model_test_accuracy - tensor_test,
         },
     }
-
-
-def _lesion_masks(raw, rows: pd.DataFrame, preprocessing: Preprocessing) -> list:
-    """Ground-truth lesion masks (synthetic data) in model-input geometry; None where absent.
-
-    Only images with a mask file are decoded (for the crop geometry), so on real data this
-    reads nothing."""
-    from PIL import Image
-
-    from brain_pipeline.core.synthetic import lesion_mask_path
-
-    roots = raw.roots
-    masks = []
-    for dataset, relative in zip(rows["dataset"], rows["path"], strict=True):
-        mask_file = (
-            lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
-            if raw.lesion_masks_dir is not None
-            else None
-        )
-        if mask_file is None or not mask_file.exists():
-            masks.append(None)
-            continue
-        mask = np.asarray(Image.open(mask_file).convert("L")) > 127
-        image = load_image(filesystem_path(roots[dataset], relative))
-        # The image sets the crop, so the mask goes through the image's own geometry.
-        masks.append(preprocessing.apply(image, mask)[1])
-    return masks
 
 
 def _gallery_selection(labels: np.ndarray, predicted: np.ndarray, per_gallery: int, seed: int):
