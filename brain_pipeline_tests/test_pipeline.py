@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
+from brain_pipeline.defs import assets
 from brain_pipeline.defs.resources import CarbonTracker
 
 FAST_RUN = {
@@ -174,7 +175,7 @@ def test_emissions_are_recorded_for_each_tracked_step(pipeline_run) -> None:
 
 
 def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
-    tiny_data_dir: Path, tmp_path: Path
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     defs = build_definitions(
         data_dir=tiny_data_dir,
@@ -219,3 +220,9 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
         assert len(history[history["asset_key"] == "trained_model"]) == 2
         assert not history["measured"].any()
         assert set(history["measurement_mode"]) == {"not measured"}
+
+        # New preprocessing code makes new input tensors: the model is trained again.
+        monkeypatch.setattr(assets, "PREPROCESSING_VERSION", "changed")
+        after_code_change, _ = run(reseeded)
+        assert after_code_change["dataset_splits"]
+        assert not after_code_change["trained_model"]

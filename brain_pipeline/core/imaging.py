@@ -26,7 +26,7 @@ from brain_pipeline.core.artifacts import atomic_path
 from brain_pipeline.core.manifest import to_grayscale
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
-PREPROCESSING_VERSION = "3"
+PREPROCESSING_VERSION = "4"
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -51,7 +51,7 @@ def background_level(gray: np.ndarray) -> float:
     return float(np.percentile(ring, 25))
 
 
-def _box_blur(array: np.ndarray, radius: int) -> np.ndarray:
+def box_blur(array: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)^2 window, edges repeated: suppresses pixel noise before thresholding."""
     width = 2 * radius + 1
     for axis in (0, 1):
@@ -67,7 +67,7 @@ def _box_blur(array: np.ndarray, radius: int) -> np.ndarray:
 def head_bounding_box(gray: np.ndarray, threshold: float = 0.15) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the head: pixels (lightly blurred) brighter than the
     background by a fraction of the image's range, so noisy grey backgrounds are excluded."""
-    smooth = _box_blur(gray, max(1, round(0.01 * max(gray.shape))))
+    smooth = box_blur(gray, max(1, round(0.01 * max(gray.shape))))
     low, high = background_level(smooth), float(np.percentile(smooth, 99.5))
     if high <= low:
         return 0, gray.shape[0], 0, gray.shape[1]

@@ -18,6 +18,7 @@ from brain_pipeline.core.emissions import (
     track_step,
 )
 from brain_pipeline.core.imaging import (
+    PREPROCESSING_VERSION,
     Preprocessing,
     build_tensor_cache,
     class_indices,
@@ -54,7 +55,7 @@ CODE_VERSIONS = {
     "dataset_splits": "2",
     "trained_model": "3",
     "model_evaluation": "2",
-    "gradcam_gallery": "3",
+    "gradcam_gallery": "4",
     "emissions_record": "1",
 }
 
@@ -467,7 +468,12 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """A Keras CNN trained on the train split, early-stopped on the val split."""
         splits_artifact = upstream_artifact(context, "dataset_splits")
-        signature = input_signature(context, config=config.model_dump(), upstream=[splits_artifact])
+        # The preprocessing code's version too: a change there changes every input tensor.
+        signature = input_signature(
+            context,
+            config={**config.model_dump(), "preprocessing_version": PREPROCESSING_VERSION},
+            upstream=[splits_artifact],
+        )
         if cached := reuse_if_unchanged(context, signature, storage.reuse_unchanged):
             return cached
         table = pd.read_parquet(splits_artifact.path)
