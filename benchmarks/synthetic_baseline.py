@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from brain_pipeline.core import evaluation, gradcam, splits
+from brain_pipeline.core.artifacts import write_figure
 from brain_pipeline.core.sources import TARGET_CLASSES
 from brain_pipeline.core.synthetic import lesion_masks_for
 from brain_pipeline.core.training import predict_probabilities, train_classifier
@@ -48,6 +49,9 @@ def parse_args() -> argparse.Namespace:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--skull-strip", action="store_true")
+    parser.add_argument(
+        "--gallery", type=Path, default=None, help="save the tumour maps of 16 test tumours here"
+    )
     return parser.parse_args()
 
 
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         lesion_class=TARGET_CLASSES.index("tumor_brain"),
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
+    if args.gallery is not None:
+        _save_tumour_gallery(result.model, images, masks, probabilities, args.gallery)
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),
@@ -117,6 +123,24 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
     }
+
+
+def _save_tumour_gallery(model, images, masks, probabilities, out: Path) -> None:
+    """The tumour-class maps of up to 16 test tumours, lesion outlines drawn in cyan."""
+    tumour = TARGET_CLASSES.index("tumor_brain")
+    chosen = [i for i, mask in enumerate(masks) if mask is not None][:16]
+    maps = gradcam.gradcam(model, images[chosen], np.full(len(chosen), tumour))
+    titles = []
+    for i, heat in zip(chosen, maps, strict=True):
+        hit = gradcam.pointing_game_hit(heat, masks[i])
+        titles.append(f"p(tumour) {probabilities[i, tumour]:.2f}, {'hit' if hit else 'miss'}")
+    figure = gradcam.render_gallery(
+        images[chosen, ..., 0], maps, titles, suptitle="tumour maps of test tumours"
+    )
+    for ax, i in zip(figure.axes, chosen, strict=False):
+        ax.contour(masks[i], levels=[0.5], colors="cyan", linewidths=0.6)
+    write_figure(out, figure)
+    print(f"gallery: {out}")
 
 
 def main() -> None:
