@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--skull-strip", action="store_true")
+    parser.add_argument("--no-skull-strip", action="store_true")
     parser.add_argument(
         "--gallery", type=Path, default=None, help="save the tumour maps of 16 test tumours here"
     )
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print(splits.split_class_counts(table).to_string(), "\n")
 
     overrides = {name: getattr(args, name) for name in OVERRIDABLE}
-    params = TrainingParams(**overrides, augment=not args.no_augment, skull_strip=args.skull_strip)
+    params = TrainingParams(
+        **overrides, augment=not args.no_augment, skull_strip=not args.no_skull_strip
+    )
     config = params.to_core()
     print("config:", json.dumps(dataclasses.asdict(config)))
     _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, artifacts)

@@ -150,7 +150,7 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
     record = json.loads(
         (_path(metadata, "trained_model").parent / "preprocessing.json").read_text()
     )
-    assert record == {"image_size": 48, "skull_strip": False, "intensity": "equalise"}
+    assert record == {"image_size": 48, "skull_strip": True, "intensity": "equalise"}
     folder = _path(metadata, "gradcam_gallery").parent
     pngs = sorted(p.name for p in folder.glob("*.png"))
     assert "tumor_brain_correct.png" in pngs and len(pngs) == 6

@@ -32,7 +32,7 @@ class TrainingConfig:
     warmup_epochs: int = 5
     class_weights: bool = True
     # Preprocessing choices the model is trained with; recorded so prediction repeats them.
-    skull_strip: bool = False
+    skull_strip: bool = True
     intensity: str = "equalise"
     seed: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
