@@ -102,6 +102,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         predicted,
         lesion_masks=masks,
         lesion_class=TARGET_CLASSES.index("tumor_brain"),
+        skull_stripped=config.skull_strip,
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
     if args.gallery is not None:

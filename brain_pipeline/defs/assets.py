@@ -55,7 +55,7 @@ CODE_VERSIONS = {
     "dataset_splits": "2",
     "trained_model": "3",
     "model_evaluation": "2",
-    "gradcam_gallery": "4",
+    "gradcam_gallery": "5",
     "emissions_record": "1",
 }
 
@@ -715,6 +715,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 seed=config.seed,
                 method=config.method,
                 layer_name=config.layer_name,
+                skull_stripped=preprocessing.skull_strip,
             )
         metadata: dict = {}
         gallery_files = []

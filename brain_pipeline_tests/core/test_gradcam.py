@@ -291,6 +291,17 @@ def test_score_explanations(model, test_data):
     assert no_masks.pointing_game is None and no_masks.heat_in_lesion is None
     assert no_masks.n_with_lesion_mask == 0
 
+    # heat_in_brain is measured against the brain mask that fits the preprocessing.
+    for stripped in (False, True):
+        subset = gc.score_explanations(
+            model, images[:8], maps[:8], labels[:8], skull_stripped=stripped
+        )
+        expected = [
+            gc.heat_share(h, gc.brain_mask(i, skull_stripped=stripped))
+            for h, i in zip(maps[:8], images[:8], strict=True)
+        ]
+        assert subset.heat_in_brain == pytest.approx(np.mean(expected))
+
 
 # ---------------------------------------------------------------- brain mask
 
@@ -327,6 +338,22 @@ def test_brain_mask_skull_stripped_and_blank():
     assert not gc.estimate_brain_mask(np.zeros((16, 16))).any()
 
 
+def _phantom_inputs(style: str, preprocessing: Preprocessing, n: int = 2):
+    """(model input, true brain mask in its geometry) for n phantoms of one source style."""
+    rng = np.random.default_rng(7)
+    target, grade = (
+        ("alzheimer_brain", "MildDemented") if style == "alzheimer" else ("tumor_brain", None)
+    )
+    for _ in range(n):
+        phantom = render_phantom(rng, target, style, grade=grade, size=(160, 160))
+        yield preprocessing.apply(phantom.image, phantom.brain_mask)
+
+
+def _recall_precision(mask: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    overlap = (mask & truth).sum()
+    return overlap / truth.sum(), overlap / max(mask.sum(), 1)
+
+
 @pytest.mark.parametrize("intensity", ["equalise", "percentile"])
 @pytest.mark.parametrize(
     ("style", "min_recall", "min_precision"),
@@ -335,19 +362,26 @@ def test_brain_mask_skull_stripped_and_blank():
 def test_brain_mask_matches_the_phantoms_true_brain(style, min_recall, min_precision, intensity):
     # The generator knows each phantom's brain; the estimate must find most of it in model
     # inputs of either intensity mode (an Otsu split found about half on equalised ones).
-    rng = np.random.default_rng(7)
-    target, grade = (
-        ("alzheimer_brain", "MildDemented") if style == "alzheimer" else ("tumor_brain", None)
-    )
-    for _ in range(2):
-        phantom = render_phantom(rng, target, style, grade=grade, size=(160, 160))
-        tensor, truth = Preprocessing(96, intensity=intensity).apply(
-            phantom.image, phantom.brain_mask
-        )
-        estimate = gc.estimate_brain_mask(tensor)
-        overlap = (estimate & truth).sum()
-        assert overlap / truth.sum() >= min_recall
-        assert overlap / estimate.sum() >= min_precision
+    for tensor, truth in _phantom_inputs(style, Preprocessing(96, intensity=intensity)):
+        recall, precision = _recall_precision(gc.estimate_brain_mask(tensor), truth)
+        assert recall >= min_recall and precision >= min_precision
+
+
+@pytest.mark.parametrize("intensity", ["equalise", "percentile"])
+@pytest.mark.parametrize(
+    ("style", "min_recall", "min_precision"),
+    [("navoneel", 0.95, 0.8), ("preetviradiya", 0.95, 0.8), ("alzheimer", 0.7, 0.95)],
+)
+def test_brain_mask_of_skull_stripped_inputs(style, min_recall, min_precision, intensity):
+    # A stripped input's brain is what stripping kept; estimating it again would erode the
+    # cortex a second time. (The Alzheimer style has no skull, so stripping itself takes
+    # its outer band: the lower recall bound.)
+    stripped = Preprocessing(96, skull_strip=True, intensity=intensity)
+    for tensor, truth in _phantom_inputs(style, stripped):
+        recall, precision = _recall_precision(gc.brain_mask(tensor, skull_stripped=True), truth)
+        assert recall >= min_recall and precision >= min_precision
+        eroded_twice, _ = _recall_precision(gc.brain_mask(tensor), truth)
+        assert eroded_twice < recall - 0.15
 
 
 # ---------------------------------------------------------------- metric helpers
