@@ -32,7 +32,7 @@ OVERRIDABLE = (
     "batch_size",
     "learning_rate",
     "early_stopping_patience",
-    "warmup_steps",
+    "warmup_epochs",
     "seed",
     "architecture",
     "intensity",

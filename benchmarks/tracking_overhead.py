@@ -34,7 +34,7 @@ def main() -> None:
 
     raw, table = prepared_splits(args.data_dir)
     # Early stopping off (warm-up past the last epoch): every run trains the same epochs.
-    config = TrainingConfig(epochs=args.epochs, warmup_steps=10**9)
+    config = TrainingConfig(epochs=args.epochs, warmup_epochs=args.epochs)
 
     with tempfile.TemporaryDirectory() as scratch:
         _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, scratch)

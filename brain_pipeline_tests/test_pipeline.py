@@ -20,7 +20,7 @@ FAST_RUN = {
     "ops": {
         # Early stopping watches from the first epoch, so restoring the best weights runs too.
         "trained_model": {
-            "config": {"image_size": 48, "epochs": 2, "batch_size": 16, "warmup_steps": 0}
+            "config": {"image_size": 48, "epochs": 2, "batch_size": 16, "warmup_epochs": 0}
         },
         "gradcam_gallery": {"config": {"images_per_gallery": 2}},
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import fcntl
 import functools
-import math
 import os
 import shutil
 import time
@@ -24,15 +23,13 @@ from brain_pipeline.core.model import AugmentationConfig, build_model
 class TrainingConfig:
     architecture: str = "stacked_cnn"
     image_size: int = 128
-    epochs: int = 60
-    batch_size: int = 16
+    epochs: int = 30
+    batch_size: int = 32
     learning_rate: float = 1e-3
     early_stopping_patience: int = 6
-    # Early stopping watches only after this many optimiser updates (rounded up to whole
-    # epochs). Counted in updates, not epochs, because what the model has learnt depends on
-    # them: 1,600 is 6 epochs of the real data but 40 of the embedded phantoms, whose small
-    # validation split swings too much for early stopping to judge sooner (README).
-    warmup_steps: int = 1600
+    # Early stopping may not stop before this epoch: BatchNorm statistics need a few epochs to
+    # settle, and the validation loss of the first epochs says little.
+    warmup_epochs: int = 5
     class_weights: bool = True
     # Preprocessing choices the model is trained with; recorded so prediction repeats them.
     skull_strip: bool = True
@@ -193,16 +190,11 @@ def _fit(
         val_tensors, val_labels, n_classes, batch_size=config.batch_size, shuffle=False, seed=0
     )
     epoch_logger = _EpochLogger(log, config.epochs)
-    watch_from = warmup_epochs(config, len(train_labels))
-    log(
-        f"training on {len(train_labels)} images for up to {config.epochs} epochs; early "
-        f"stopping watches the validation loss after epoch {min(watch_from, config.epochs)}"
-    )
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=config.early_stopping_patience,
         restore_best_weights=True,
-        start_from_epoch=watch_from,
+        start_from_epoch=config.warmup_epochs,
     )
     callbacks = [
         # Saves state after every epoch and restores it when the same fit is started again.
@@ -210,6 +202,9 @@ def _fit(
         # Every epoch's figures, kept across a kill so the history is whole after a resume.
         keras.callbacks.CSVLogger(str(_history_file(resume_dir)), append=True),
         early_stopping,
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, config.early_stopping_patience // 2)
+        ),
         epoch_logger,
         *extra_callbacks,
     ]
@@ -229,7 +224,7 @@ def _fit(
     _history_file(resume_dir).unlink(missing_ok=True)
     epochs_run = len(history.get("loss", []))
     # The weights kept are the best epoch's only if early stopping restored them (it watches
-    # from the end of the warm-up on); otherwise they are the last epoch's.
+    # from `warmup_epochs` on); otherwise they are the last epoch's.
     restored = early_stopping.best_weights is not None
     return TrainingResult(
         model=model,
@@ -239,12 +234,6 @@ def _fit(
         resumed_from_epoch=epoch_logger.first_epoch or 0,
         train_seconds=seconds,
     )
-
-
-def warmup_epochs(config: TrainingConfig, n_train: int) -> int:
-    """Epochs before early stopping watches: ``warmup_steps`` updates, rounded up."""
-    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
-    return math.ceil(config.warmup_steps / steps_per_epoch)
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:

@@ -53,7 +53,7 @@ CODE_VERSIONS = {
     "image_manifest": "2",
     "balanced_index": "2",
     "dataset_splits": "2",
-    "trained_model": "4",
+    "trained_model": "3",
     "model_evaluation": "2",
     "gradcam_gallery": "5",
     "emissions_record": "1",
@@ -105,12 +105,11 @@ class TrainingParams(dg.Config):
     skull_strip: bool = True
     # Per-image intensity normalisation: "equalise" (default) or "percentile".
     intensity: str = "equalise"
-    epochs: int = 60
-    batch_size: int = 16
+    epochs: int = 30
+    batch_size: int = 32
     learning_rate: float = 1e-3
     early_stopping_patience: int = 6
-    # Optimiser updates before early stopping watches (see core/training.TrainingConfig).
-    warmup_steps: int = 1600
+    warmup_epochs: int = 5
     class_weights: bool = True
     augment: bool = True
     seed: int = 0
@@ -130,7 +129,7 @@ class TrainingParams(dg.Config):
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             early_stopping_patience=self.early_stopping_patience,
-            warmup_steps=self.warmup_steps,
+            warmup_epochs=self.warmup_epochs,
             class_weights=self.class_weights,
             seed=self.seed,
             augmentation=augmentation,
