@@ -226,6 +226,14 @@ def _morph(mask: np.ndarray, radius: int, *, erode: bool) -> np.ndarray:
     return mask
 
 
+def _as_2d(image: np.ndarray) -> np.ndarray:
+    """One image as a float32 (H, W) array; (H, W, 1) inputs are squeezed."""
+    image = np.asarray(image, np.float32).squeeze()
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got {np.shape(image)}")
+    return image
+
+
 # A pixel belongs to the head above this fraction of the (lightly blurred) image's maximum.
 HEAD_LEVEL = 0.1
 
@@ -240,9 +248,7 @@ def estimate_brain_mask(image: np.ndarray, *, border_fraction: float = 0.06) -> 
     for skull-stripped ones (their cortex is at the border). A low fixed level rather than
     an Otsu split: on equalised images Otsu cuts the head's histogram in half.
     """
-    image = np.asarray(image, np.float32).squeeze()
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got {np.shape(image)}")
+    image = _as_2d(image)
     if image.max() <= image.min():
         return np.zeros(image.shape, bool)
     smooth = box_blur(image - image.min(), 1)
@@ -263,9 +269,7 @@ def brain_mask(image: np.ndarray, *, skull_stripped: bool = False) -> np.ndarray
     """
     if not skull_stripped:
         return estimate_brain_mask(image)
-    image = np.asarray(image, np.float32).squeeze()
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got {np.shape(image)}")
+    image = _as_2d(image)
     return _fill_holes(_largest_component(image > 0))
 
 
