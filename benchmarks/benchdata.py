@@ -5,6 +5,8 @@ The same core functions and default settings as the pipeline's assets, without D
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,12 @@ def split_tensors(
     ]
     tensors = build_tensor_cache(files, list(frame["sha256"]), preprocessing, cache_dir)
     return frame, tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
+
+
+def run_in_folder(folder: Path | None, work: Callable[[Path], dict], prefix: str) -> dict:
+    """``work(folder)``, creating ``folder``; without one, in a temporary folder removed after."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return work(folder)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return work(Path(tmp))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from brain_pipeline.core.synthetic import lesion_masks_for
 from brain_pipeline.core.training import predict_probabilities, train_classifier
 from brain_pipeline.defs.assets import TrainingParams
 
-from benchdata import prepared_splits, split_tensors
+from benchdata import prepared_splits, run_in_folder, split_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDABLE = (
@@ -36,6 +35,7 @@ OVERRIDABLE = (
     "seed",
     "architecture",
     "intensity",
+    "precise_bn_batches",
 )
 
 
@@ -148,12 +148,7 @@ def _save_tumour_gallery(model, images, masks, probabilities, out: Path) -> None
 
 def main() -> None:
     args = parse_args()
-    if args.artifacts_dir is not None:
-        args.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        summary = run(args, args.artifacts_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bp_bench_") as tmp:
-            summary = run(args, Path(tmp))
+    summary = run_in_folder(args.artifacts_dir, lambda folder: run(args, folder), "bp_bench_")
     print(json.dumps(summary))
 
 

@@ -53,7 +53,7 @@ CODE_VERSIONS = {
     "image_manifest": "2",
     "balanced_index": "2",
     "dataset_splits": "2",
-    "trained_model": "3",
+    "trained_model": "4",
     "model_evaluation": "2",
     "gradcam_gallery": "5",
     "emissions_record": "1",
@@ -111,6 +111,9 @@ class TrainingParams(dg.Config):
     early_stopping_patience: int = 6
     warmup_epochs: int = 5
     class_weights: bool = True
+    # Training batches over which BatchNorm statistics are recomputed at the current weights
+    # before each validation pass (0: Keras's lagging moving averages; README, "Validation swings").
+    precise_bn_batches: int = 10
     augment: bool = True
     seed: int = 0
 
@@ -131,6 +134,7 @@ class TrainingParams(dg.Config):
             early_stopping_patience=self.early_stopping_patience,
             warmup_epochs=self.warmup_epochs,
             class_weights=self.class_weights,
+            precise_bn_batches=self.precise_bn_batches,
             seed=self.seed,
             augmentation=augmentation,
         )

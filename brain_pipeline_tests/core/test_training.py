@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from brain_pipeline.core.model import AugmentationConfig, build_model
-from brain_pipeline.core.training import TrainingConfig, predict_probabilities, train_classifier
+from brain_pipeline.core.training import (
+    TrainingConfig,
+    predict_probabilities,
+    recompute_batchnorm_statistics,
+    train_classifier,
+)
 
 CLASSES = ("healthy_brain", "tumor_brain", "alzheimer_brain")
 
@@ -160,3 +165,66 @@ def test_a_torn_checkpoint_restarts_training_instead_of_failing(tmp_path: Path) 
     )
     assert result.epochs_run == 2
     assert any("starting from scratch" in message for message in messages)
+
+
+def _mean_of_batch_moments(values: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean over batches of each batch's mean and (biased) variance."""
+    batches = values.reshape(-1, batch_size, *values.shape[1:])
+    axes = tuple(range(1, batches.ndim - 1))
+    return batches.mean(axis=axes).mean(axis=0), batches.var(axis=axes).mean(axis=0)
+
+
+def test_recomputed_batchnorm_statistics_are_the_mean_of_batch_statistics() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal([3.0, -1.0], [2.0, 0.5], (64, 8, 8, 2)).astype(np.float32)
+    inputs = keras.Input((8, 8, 2))
+    norm = keras.layers.BatchNormalization(momentum=0.9)
+    pooled = keras.layers.GlobalAveragePooling2D()(norm(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+
+    used = recompute_batchnorm_statistics(
+        model, x, batch_size=16, batches=3, rng=np.random.default_rng(7)
+    )
+
+    assert used == 3
+    chosen = np.random.default_rng(7).permutation(64)[:48]
+    drawn = np.concatenate([x[np.sort(chosen[i * 16 : (i + 1) * 16])] for i in range(3)])
+    mean, variance = _mean_of_batch_moments(drawn, 16)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), mean, rtol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), variance, rtol=1e-4)
+    assert norm.momentum == 0.9, "the layer's own momentum is put back"
+    # Asking for more batches than the data holds uses the whole batches there are.
+    assert (
+        recompute_batchnorm_statistics(
+            model, x, batch_size=16, batches=10, rng=np.random.default_rng(0)
+        )
+        == 4
+    )
+    without_batchnorm = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Flatten()])
+    assert (
+        recompute_batchnorm_statistics(
+            without_batchnorm, x, batch_size=16, batches=3, rng=np.random.default_rng(0)
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize("precise_bn_batches", [2, 0])
+def test_validation_uses_batchnorm_statistics_of_the_current_weights(
+    tmp_path: Path, precise_bn_batches: int
+) -> None:
+    """The first BatchNorm's statistics after training are those of its inputs at the final
+    weights, on the batches drawn before the last validation; Keras's moving averages
+    (precise_bn_batches=0) lag behind them."""
+    x, y = _toy_data()
+    config = _config(epochs=3, warmup_epochs=5, precise_bn_batches=precise_bn_batches)
+    model = train_classifier(
+        x, y, x, y, config, class_names=CLASSES, resume_dir=tmp_path / "r", log=lambda _: None
+    ).model
+    conv = keras.Model(model.inputs, model.get_layer("block1_conv").output)
+    chosen = np.random.default_rng((config.seed, config.epochs - 1)).permutation(len(x))[:32]
+    drawn = np.concatenate([x[np.sort(chosen[i * 16 : (i + 1) * 16])] for i in range(2)])
+    mean, _ = _mean_of_batch_moments(conv.predict(drawn.astype(np.float32), verbose=0), 16)
+    moving = model.get_layer("block1_bn").moving_mean.numpy()
+    matches = np.allclose(moving, mean, rtol=1e-3, atol=1e-5)
+    assert matches == (precise_bn_batches > 0)
