@@ -114,15 +114,32 @@ def _model_path(explicit: str | None) -> Path:
     return Path(str(event.asset_materialization.metadata["path"].value))
 
 
+def _preprocessing_for(model_path: Path, input_size: int):
+    """The preprocessing recorded beside the model; for a bare .keras file (user-supplied
+    weights), this project's training defaults at the model's input size, with a warning."""
+    from brain_pipeline.core.imaging import Preprocessing
+    from brain_pipeline.core.training import TrainingConfig
+
+    if Path(model_path).with_name(Preprocessing.FILE_NAME).exists():
+        return Preprocessing.for_model(model_path, input_size)
+    assumed = TrainingConfig(image_size=input_size).preprocessing
+    print(
+        f"warning: no {Preprocessing.FILE_NAME} beside {model_path}; preprocessing as this "
+        f"project trains by default ({assumed}). If the model was trained otherwise, write "
+        f"that file beside it, e.g. "
+        f'{{"image_size": {input_size}, "skull_strip": false, "intensity": "percentile"}}',
+        file=sys.stderr,
+    )
+    return assumed
+
+
 def _load_model(explicit: str | None):
     """The model and the preprocessing it was trained with."""
     import keras
 
-    from brain_pipeline.core.imaging import Preprocessing
-
     path = _model_path(explicit)
     model = keras.models.load_model(path)
-    return model, Preprocessing.for_model(path, int(model.input_shape[1]))
+    return model, _preprocessing_for(path, int(model.input_shape[1]))
 
 
 def _load_inputs(paths: list[str], preprocessing):

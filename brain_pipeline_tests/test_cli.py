@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.cli import main
+from brain_pipeline.cli import _preprocessing_for, main
+from brain_pipeline.core.imaging import Preprocessing
+from brain_pipeline.core.model import build_model
 
 TINY_CONFIG = {
     "ops": {
@@ -97,6 +99,28 @@ def test_explain_writes_an_overlay(
     assert report["overlay"] == str(out) and 0 < report["probability"] <= 1
     with Image.open(out) as overlay:
         assert overlay.size[0] > 100
+
+
+def test_a_bare_model_file_is_preprocessed_as_the_project_trains_with_a_warning(
+    tiny_data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    model_path = tmp_path / "weights" / "model.keras"
+    model_path.parent.mkdir()
+    build_model("compact_cnn", image_size=48, n_classes=3).save(model_path)
+    image = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
+
+    assert main(["predict", str(image), "--model", str(model_path)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["predicted_class"]
+    assert f"no preprocessing.json beside {model_path}" in captured.err
+    assert _preprocessing_for(model_path, 48) == Preprocessing(
+        48, skull_strip=True, intensity="equalise"
+    )
+    # With a record beside the model, the record wins and nothing is said.
+    Preprocessing(48, skull_strip=False, intensity="percentile").save(model_path.parent)
+    capsys.readouterr()
+    assert _preprocessing_for(model_path, 48) == Preprocessing(48, intensity="percentile")
+    assert capsys.readouterr().err == ""
 
 
 def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
