@@ -307,8 +307,8 @@ def seed_run(args_dict: dict) -> dict:
 
     config = TrainingConfig()
     size, cap_s = args_dict["seed_image_size"], 60.0 * args_dict["seed_cap_min"]
-    # The seed network's inputs: same crop and normalisation, at the study's size.
-    preprocessing = Preprocessing(size, intensity=config.intensity)
+    # The seed network's inputs: same crop, stripping and normalisation, at the study's size.
+    preprocessing = Preprocessing(size, skull_strip=config.skull_strip, intensity=config.intensity)
     raw, table = _splits(args_dict)
     cache = Path(args_dict["work_dir"])
     started = time.perf_counter()
