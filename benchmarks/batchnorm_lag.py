@@ -28,6 +28,7 @@ from brain_pipeline.core import evaluation
 from brain_pipeline.core.imaging import Preprocessing
 from brain_pipeline.core.sources import TARGET_CLASSES
 from brain_pipeline.core.training import (
+    batchnorm_layers,
     predict_probabilities,
     recompute_batchnorm_statistics,
     train_classifier,
@@ -46,8 +47,7 @@ def _accuracy(model: keras.Model, tensors: np.ndarray, labels: np.ndarray) -> fl
 def _statistics(model: keras.Model) -> list:
     return [
         variable
-        for layer in model.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
+        for layer in batchnorm_layers(model)
         for variable in (layer.moving_mean, layer.moving_variance)
     ]
 

@@ -120,7 +120,7 @@ def _preprocessing_for(model_path: Path, input_size: int):
     from brain_pipeline.core.imaging import Preprocessing
     from brain_pipeline.core.training import TrainingConfig
 
-    if Path(model_path).with_name(Preprocessing.FILE_NAME).exists():
+    if Preprocessing.record_path(model_path).exists():
         return Preprocessing.for_model(model_path, input_size)
     assumed = TrainingConfig(image_size=input_size).preprocessing
     print(

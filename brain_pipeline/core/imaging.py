@@ -119,12 +119,17 @@ class Preprocessing:
         return write_json(Path(folder) / self.FILE_NAME, asdict(self))
 
     @classmethod
+    def record_path(cls, model_path: Path) -> Path:
+        """Where the record of a .keras file's preprocessing lives (beside it)."""
+        return Path(model_path).with_name(cls.FILE_NAME)
+
+    @classmethod
     def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:
         """Read the record beside a .keras file; a bare model file gets the defaults.
 
         Records written before ``intensity`` existed describe percentile scaling.
         """
-        record = Path(model_path).with_name(cls.FILE_NAME)
+        record = cls.record_path(model_path)
         if record.exists():
             return cls(**{"intensity": "percentile", **json.loads(record.read_text())})
         return cls(image_size=input_size)

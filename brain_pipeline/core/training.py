@@ -81,13 +81,14 @@ class _EpochLogger(keras.callbacks.Callback):
         self._log(f"epoch {epoch + 1}/{self._total} ({seconds:.1f} s): {figures}")
 
 
-def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNorm layer of the model, nested models included."""
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             found.append(layer)
         elif isinstance(layer, keras.Model):
-            found.extend(_batchnorm_layers(layer))
+            found.extend(batchnorm_layers(layer))
     return found
 
 
@@ -106,7 +107,7 @@ def recompute_batchnorm_statistics(
     The model runs in training mode, as in a training step (augmentation on, each BatchNorm
     normalising with its batch statistics), but no weight changes.
     """
-    layers = _batchnorm_layers(model)
+    layers = batchnorm_layers(model)
     n_batches = min(batches, len(tensors) // batch_size)
     if not layers or n_batches == 0:
         return 0
