@@ -4,7 +4,7 @@ Heatmaps follow Selvaraju et al. (Grad-CAM) and Chattopadhyay et al.
 (Grad-CAM++). The scores answer three questions about the explanations:
 
 * faithfulness: deletion / insertion AUC (Petsiuk et al., RISE) against
-  random maps on the same images;
+  random maps on the same images (deletion fills in the blurred image, see DELETION_FILLS);
 * sanity: do maps change when the weights are randomised (Adebayo et al.)?
 * plausibility: how much heat lies in the brain, does the peak hit the lesion?
 
@@ -287,8 +287,21 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.apply_along_axis(np.convolve, 0, rows, kernel, mode="valid")
 
 
+# How deletion removes a pixel. "blur" (the default) puts the blurred image's value there,
+# the canvas insertion starts from: the detail goes, the local intensity stays. "zero" is
+# RISE's black fill; in an MRI slice black is cerebrospinal fluid, so zeroed patches read as
+# dark lesions, widened sulci or ventricles (disease evidence) rather than as missing
+# information (README, "Deletion: what removing a pixel means").
+DELETION_FILLS = ("blur", "zero")
+
+
+def _blurred_canvas(image: np.ndarray) -> np.ndarray:
+    """What insertion starts from and blurred deletion fills in (RISE's blur)."""
+    return _blur(image, sigma=max(1.0, image.shape[0] / 16))
+
+
 def _perturbation_curves(
-    image: np.ndarray, heatmap: np.ndarray, steps: int, baseline: float
+    image: np.ndarray, heatmap: np.ndarray, steps: int, deletion_fill: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(steps+1, H, W) deletion and insertion sequences, most relevant pixels first."""
     flat = image.ravel()
@@ -297,8 +310,9 @@ def _perturbation_curves(
     counts = np.round(np.linspace(0, flat.size, steps + 1)).astype(np.int64)
     changed = rank[None, :] < counts[:, None]
     # Insertion starts from a blurred image (RISE), so it is not just "any signal".
-    canvas = _blur(image, sigma=max(1.0, image.shape[0] / 16)).ravel()
-    deletion = np.where(changed, np.float32(baseline), flat[None, :])
+    canvas = _blurred_canvas(image).ravel()
+    fill = canvas[None, :] if deletion_fill == "blur" else np.float32(0.0)
+    deletion = np.where(changed, fill, flat[None, :])
     insertion = np.where(changed, flat[None, :], canvas[None, :])
     shape = (steps + 1, *image.shape)
     return deletion.reshape(shape), insertion.reshape(shape)
@@ -316,14 +330,17 @@ def deletion_insertion_auc(
     class_indices: np.ndarray,
     *,
     steps: int = 20,
-    baseline: float = 0.0,
+    deletion_fill: str = "blur",
     max_batch_images: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image deletion AUC (lower = more faithful) and insertion AUC (higher = better).
 
-    Deletion replaces pixels with ``baseline``; insertion reveals them on a blurred copy.
-    Curves are the model's probability of ``class_indices`` at steps+1 fractions.
+    Deletion replaces pixels with ``deletion_fill`` (see DELETION_FILLS); insertion reveals
+    them on a blurred copy. Curves are the model's probability of ``class_indices`` at
+    steps+1 fractions.
     """
+    if deletion_fill not in DELETION_FILLS:
+        raise ValueError(f"deletion_fill must be one of {DELETION_FILLS}, got {deletion_fill!r}")
     images = _as_batch(images)[..., 0]
     heatmaps = np.asarray(heatmaps, np.float32)
     class_indices = np.asarray(class_indices, np.int64)
@@ -335,7 +352,7 @@ def deletion_insertion_auc(
     for start in range(0, len(images), chunk):
         sl = slice(start, start + chunk)
         curves = [
-            _perturbation_curves(i, h, steps, baseline)
+            _perturbation_curves(i, h, steps, deletion_fill)
             for i, h in zip(images[sl], heatmaps[sl], strict=True)
         ]
         batch = np.stack([np.concatenate(pair) for pair in curves])[..., None]
@@ -486,6 +503,9 @@ class ExplanationScores:
     n_images: int
     n_with_lesion_mask: int
     pointing_tolerance_px: int | None = None
+    # Deletion with RISE's black fill, for comparison (see DELETION_FILLS).
+    deletion_auc_zero: float | None = None
+    deletion_auc_zero_random: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -528,6 +548,11 @@ def score_explanations(
     deletion_random, insertion_random = deletion_insertion_auc(
         model, images, random_maps, class_indices
     )
+    zero_fill = {"deletion_fill": "zero"}
+    deletion_zero = deletion_insertion_auc(model, images, heatmaps, class_indices, **zero_fill)[0]
+    deletion_zero_random = deletion_insertion_auc(
+        model, images, random_maps, class_indices, **zero_fill
+    )[0]
 
     # Same images and classes, randomised weights: a faithful method must change.
     scrambled = gradcam(
@@ -575,6 +600,8 @@ def score_explanations(
         n_images=len(images),
         n_with_lesion_mask=len(pairs),
         pointing_tolerance_px=pointing_tolerance_px(images.shape[1]) if pairs else None,
+        deletion_auc_zero=_mean(deletion_zero),
+        deletion_auc_zero_random=_mean(deletion_zero_random),
     )
 
 

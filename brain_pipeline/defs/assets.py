@@ -55,7 +55,7 @@ CODE_VERSIONS = {
     "dataset_splits": "2",
     "trained_model": "4",
     "model_evaluation": "2",
-    "gradcam_gallery": "5",
+    "gradcam_gallery": "6",
     "emissions_record": "1",
 }
 

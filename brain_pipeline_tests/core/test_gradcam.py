@@ -208,17 +208,41 @@ def test_sequential_models(model, test_data):
 # ---------------------------------------------------------------- faithfulness & sanity
 
 
-def test_deletion_auc_beats_random_maps(model, lesion_set):
+@pytest.mark.parametrize("fill", gc.DELETION_FILLS)
+def test_deletion_auc_beats_random_maps(model, lesion_set, fill):
     images, labels, _ = lesion_set
     maps = gc.gradcam(model, images, labels)
     random_maps = gc.random_heatmaps(np.random.default_rng(0), maps.shape)
-    deletion, insertion = gc.deletion_insertion_auc(model, images, maps, labels)
-    deletion_rnd, insertion_rnd = gc.deletion_insertion_auc(model, images, random_maps, labels)
+    deletion, insertion = gc.deletion_insertion_auc(model, images, maps, labels, deletion_fill=fill)
+    deletion_rnd, insertion_rnd = gc.deletion_insertion_auc(
+        model, images, random_maps, labels, deletion_fill=fill
+    )
     assert deletion.shape == insertion.shape == (len(images),)
     for auc in (deletion, insertion, deletion_rnd, insertion_rnd):
         assert np.all((auc >= 0.0) & (auc <= 1.0))
     assert deletion.mean() < deletion_rnd.mean() - 0.1
     assert insertion.mean() > insertion_rnd.mean()
+
+
+def test_blurred_deletion_ends_where_insertion_starts():
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32)).astype(np.float32)
+    heatmap = rng.random((32, 32)).astype(np.float32)
+    canvas = gc._blurred_canvas(image)
+    blurred, insertion = gc._perturbation_curves(image, heatmap, 4, "blur")
+    zeroed, _ = gc._perturbation_curves(image, heatmap, 4, "zero")
+    np.testing.assert_allclose(blurred[0], image)  # nothing removed yet
+    np.testing.assert_allclose(blurred[-1], canvas)  # everything removed: the blurred image
+    np.testing.assert_allclose(insertion[0], canvas)
+    np.testing.assert_allclose(zeroed[-1], 0.0)
+    # Half-way, the hottest half of the pixels is filled in, the rest untouched.
+    hottest = heatmap >= np.median(heatmap)
+    np.testing.assert_allclose(blurred[2][hottest], canvas[hottest])
+    np.testing.assert_allclose(blurred[2][~hottest], image[~hottest])
+    with pytest.raises(ValueError, match="deletion_fill"):
+        gc.deletion_insertion_auc(
+            None, image[None, ..., None], heatmap[None], [0], deletion_fill="mean"
+        )
 
 
 def test_randomize_weights_clones_and_reseeds(model):
@@ -255,6 +279,8 @@ def test_score_explanations(model, test_data):
     scores = gc.score_explanations(model, images, maps, labels, lesion_masks=masks, seed=0)
     assert scores.n_images == 64 and scores.n_with_lesion_mask == 32
     assert scores.deletion_auc < scores.deletion_auc_random
+    assert scores.deletion_auc_zero is not None and scores.deletion_auc_zero_random is not None
+    assert scores.deletion_auc_zero != scores.deletion_auc  # a second, black-fill measurement
     # Looser than on lesion images alone: "healthy" maps are mostly brain-shaped,
     # which random networks partly reproduce.
     assert abs(scores.sanity_rank_corr) < 0.6 and scores.sanity_ssim < 0.6
