@@ -121,6 +121,8 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
                 "heat_in_lesion",
                 "deletion_auc",
                 "deletion_auc_random",
+                "deletion_auc_zero",
+                "deletion_auc_zero_random",
             )
         },
         "n_train": int(len(train_y)),

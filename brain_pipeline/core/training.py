@@ -27,6 +27,8 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     early_stopping_patience: int = 6
+    # Epochs without a lower validation loss before the learning rate is halved (0: never).
+    reduce_lr_patience: int = 3
     # Early stopping may not stop before this epoch: BatchNorm statistics need a few epochs to
     # settle, and the validation loss of the first epochs says little.
     warmup_epochs: int = 5
@@ -278,15 +280,18 @@ def _fit(
         restore_best_weights=True,
         start_from_epoch=config.warmup_epochs,
     )
+    plateau = [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience
+        )
+    ]
     callbacks = [
         # Saves state after every epoch and restores it when the same fit is started again.
         keras.callbacks.BackupAndRestore(str(resume_dir), delete_checkpoint=True),
         # Every epoch's figures, kept across a kill so the history is whole after a resume.
         keras.callbacks.CSVLogger(str(_history_file(resume_dir)), append=True),
         early_stopping,
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, config.early_stopping_patience // 2)
-        ),
+        *(plateau if config.reduce_lr_patience > 0 else []),
         epoch_logger,
         *extra_callbacks,
     ]

@@ -109,6 +109,8 @@ class TrainingParams(dg.Config):
     batch_size: int = 32
     learning_rate: float = 1e-3
     early_stopping_patience: int = 6
+    # Epochs without a lower validation loss before the learning rate is halved (0: never).
+    reduce_lr_patience: int = 3
     warmup_epochs: int = 5
     class_weights: bool = True
     # Training batches over which BatchNorm statistics are recomputed at the current weights
@@ -132,6 +134,7 @@ class TrainingParams(dg.Config):
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             early_stopping_patience=self.early_stopping_patience,
+            reduce_lr_patience=self.reduce_lr_patience,
             warmup_epochs=self.warmup_epochs,
             class_weights=self.class_weights,
             precise_bn_batches=self.precise_bn_batches,

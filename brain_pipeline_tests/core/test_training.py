@@ -167,6 +167,30 @@ def test_a_torn_checkpoint_restarts_training_instead_of_failing(tmp_path: Path) 
     assert any("starting from scratch" in message for message in messages)
 
 
+@pytest.mark.parametrize("patience", [1, 0])
+def test_the_learning_rate_is_halved_on_a_plateau_unless_turned_off(
+    tmp_path: Path, patience: int
+) -> None:
+    x, y = _toy_data()
+    wrong = (y + 1) % 3  # validation labels the training moves away from: the loss rises
+    result = train_classifier(
+        x,
+        y,
+        x,
+        wrong,
+        _config(epochs=4, warmup_epochs=0, learning_rate=3e-3, reduce_lr_patience=patience),
+        class_names=CLASSES,
+        resume_dir=tmp_path / "resume",
+        log=lambda _: None,
+    )
+    assert result.epochs_run == 4
+    final = float(keras.ops.convert_to_numpy(result.model.optimizer.learning_rate))
+    if patience:
+        assert final <= 3e-3 / 2 * 1.0001
+    else:
+        assert final == pytest.approx(3e-3)
+
+
 def _mean_of_batch_moments(values: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean over batches of each batch's mean and (biased) variance."""
     batches = values.reshape(-1, batch_size, *values.shape[1:])
