@@ -23,12 +23,12 @@ from brain_pipeline.core.model import AugmentationConfig, build_model
 class TrainingConfig:
     architecture: str = "stacked_cnn"
     image_size: int = 128
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int = 60
+    batch_size: int = 16
     learning_rate: float = 1e-3
-    early_stopping_patience: int = 6
+    early_stopping_patience: int = 15
     # Epochs without a lower validation loss before the learning rate is halved (0: never).
-    reduce_lr_patience: int = 3
+    reduce_lr_patience: int = 0
     # Early stopping may not stop before this epoch: BatchNorm statistics need a few epochs to
     # settle, and the validation loss of the first epochs says little.
     warmup_epochs: int = 5

@@ -53,7 +53,7 @@ CODE_VERSIONS = {
     "image_manifest": "2",
     "balanced_index": "2",
     "dataset_splits": "2",
-    "trained_model": "4",
+    "trained_model": "5",
     "model_evaluation": "2",
     "gradcam_gallery": "6",
     "emissions_record": "1",
@@ -105,12 +105,12 @@ class TrainingParams(dg.Config):
     skull_strip: bool = True
     # Per-image intensity normalisation: "equalise" (default) or "percentile".
     intensity: str = "equalise"
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int = 60
+    batch_size: int = 16
     learning_rate: float = 1e-3
-    early_stopping_patience: int = 6
+    early_stopping_patience: int = 15
     # Epochs without a lower validation loss before the learning rate is halved (0: never).
-    reduce_lr_patience: int = 3
+    reduce_lr_patience: int = 0
     warmup_epochs: int = 5
     class_weights: bool = True
     # Training batches over which BatchNorm statistics are recomputed at the current weights
