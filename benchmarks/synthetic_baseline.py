@@ -31,6 +31,7 @@ OVERRIDABLE = (
     "batch_size",
     "learning_rate",
     "early_stopping_patience",
+    "reduce_lr_patience",
     "warmup_epochs",
     "seed",
     "architecture",
