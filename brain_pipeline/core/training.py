@@ -23,6 +23,9 @@ from brain_pipeline.core.model import AugmentationConfig, build_model
 class TrainingConfig:
     architecture: str = "stacked_cnn"
     image_size: int = 128
+    # The schedule: small batches at a constant rate, long enough for the phantoms' lesions
+    # to be learnt, as good as the old plateau schedule on the real data (README, "The
+    # training schedule").
     epochs: int = 60
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -280,18 +283,22 @@ def _fit(
         restore_best_weights=True,
         start_from_epoch=config.warmup_epochs,
     )
-    plateau = [
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience
-        )
-    ]
+    plateau = (
+        [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience
+            )
+        ]
+        if config.reduce_lr_patience > 0
+        else []
+    )
     callbacks = [
         # Saves state after every epoch and restores it when the same fit is started again.
         keras.callbacks.BackupAndRestore(str(resume_dir), delete_checkpoint=True),
         # Every epoch's figures, kept across a kill so the history is whole after a resume.
         keras.callbacks.CSVLogger(str(_history_file(resume_dir)), append=True),
         early_stopping,
-        *(plateau if config.reduce_lr_patience > 0 else []),
+        *plateau,
         epoch_logger,
         *extra_callbacks,
     ]
