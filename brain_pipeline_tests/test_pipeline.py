@@ -74,6 +74,13 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
     dg.Definitions.validate_loadable(defs)
 
 
+def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
+    from brain_pipeline.core.training import TrainingConfig
+
+    assert assets.TrainingParams().to_core() == TrainingConfig()
+    assert assets.TrainingParams(augment=False).to_core().augmentation.enabled is False
+
+
 def test_every_asset_materializes_and_observes_sources(pipeline_run) -> None:
     result, metadata, _, _ = pipeline_run
     assert result.success

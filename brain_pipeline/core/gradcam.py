@@ -301,9 +301,10 @@ def _blurred_canvas(image: np.ndarray) -> np.ndarray:
 
 
 def _perturbation_curves(
-    image: np.ndarray, heatmap: np.ndarray, steps: int, deletion_fill: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(steps+1, H, W) deletion and insertion sequences, most relevant pixels first."""
+    image: np.ndarray, heatmap: np.ndarray, steps: int, deletion_fills: tuple[str, ...]
+) -> np.ndarray:
+    """(1 + len(deletion_fills), steps+1, H, W): the insertion sequence, then one deletion
+    sequence per fill, most relevant pixels first."""
     flat = image.ravel()
     rank = np.empty(flat.size, np.int64)
     rank[np.argsort(-heatmap.ravel(), kind="stable")] = np.arange(flat.size)
@@ -311,16 +312,58 @@ def _perturbation_curves(
     changed = rank[None, :] < counts[:, None]
     # Insertion starts from a blurred image (RISE), so it is not just "any signal".
     canvas = _blurred_canvas(image).ravel()
-    fill = canvas[None, :] if deletion_fill == "blur" else np.float32(0.0)
-    deletion = np.where(changed, fill, flat[None, :])
-    insertion = np.where(changed, flat[None, :], canvas[None, :])
-    shape = (steps + 1, *image.shape)
-    return deletion.reshape(shape), insertion.reshape(shape)
+    fills = {"blur": canvas[None, :], "zero": np.float32(0.0)}
+    sequences = [np.where(changed, flat[None, :], canvas[None, :])]
+    sequences += [np.where(changed, fills[fill], flat[None, :]) for fill in deletion_fills]
+    return np.stack(sequences).reshape(len(sequences), steps + 1, *image.shape)
 
 
 def _auc(curve: np.ndarray) -> np.ndarray:
     """Trapezoid area under curves sampled at evenly spaced x in [0, 1] (last axis)."""
     return (curve[..., 1:] + curve[..., :-1]).sum(axis=-1) / (2 * (curve.shape[-1] - 1))
+
+
+def perturbation_aucs(
+    model: keras.Model,
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    class_indices: np.ndarray,
+    *,
+    deletion_fills: tuple[str, ...] = ("blur",),
+    steps: int = 20,
+    max_batch_images: int = 4096,
+) -> dict[str, np.ndarray]:
+    """Per-image AUCs under "insertion" and "deletion_<fill>" for each of ``deletion_fills``,
+    all from one pass of the model over the perturbed images (see deletion_insertion_auc)."""
+    unknown = [fill for fill in deletion_fills if fill not in DELETION_FILLS]
+    if unknown or not deletion_fills:
+        raise ValueError(f"deletion_fill must be one of {DELETION_FILLS}, got {deletion_fills!r}")
+    images = _as_batch(images)[..., 0]
+    heatmaps = np.asarray(heatmaps, np.float32)
+    class_indices = np.asarray(class_indices, np.int64)
+    if heatmaps.shape != images.shape or len(class_indices) != len(images):
+        raise ValueError("images, heatmaps and class_indices must describe the same N images")
+    names = ["insertion", *(f"deletion_{fill}" for fill in deletion_fills)]
+    # Chunk over images so each model.predict call sees a big but bounded batch.
+    chunk = max(1, max_batch_images // (len(names) * (steps + 1)))
+    aucs: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, len(images), chunk):
+        sl = slice(start, start + chunk)
+        batch = np.stack(
+            [
+                _perturbation_curves(i, h, steps, deletion_fills)
+                for i, h in zip(images[sl], heatmaps[sl], strict=True)
+            ]
+        )
+        probs = model.predict(batch.reshape(-1, *images.shape[1:], 1), batch_size=256, verbose=0)
+        probs = probs.reshape(*batch.shape[:3], -1)
+        picked = np.take_along_axis(probs, class_indices[sl, None, None, None], axis=-1)[..., 0]
+        for k, name in enumerate(names):
+            aucs[name].append(_auc(picked[:, k]))
+    return {
+        name: np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        for name, parts in aucs.items()
+    }
 
 
 def deletion_insertion_auc(
@@ -339,31 +382,16 @@ def deletion_insertion_auc(
     them on a blurred copy. Curves are the model's probability of ``class_indices`` at
     steps+1 fractions.
     """
-    if deletion_fill not in DELETION_FILLS:
-        raise ValueError(f"deletion_fill must be one of {DELETION_FILLS}, got {deletion_fill!r}")
-    images = _as_batch(images)[..., 0]
-    heatmaps = np.asarray(heatmaps, np.float32)
-    class_indices = np.asarray(class_indices, np.int64)
-    if heatmaps.shape != images.shape or len(class_indices) != len(images):
-        raise ValueError("images, heatmaps and class_indices must describe the same N images")
-    # Chunk over images so each model.predict call sees a big but bounded batch.
-    chunk = max(1, max_batch_images // (2 * (steps + 1)))
-    deletion_auc, insertion_auc = [], []
-    for start in range(0, len(images), chunk):
-        sl = slice(start, start + chunk)
-        curves = [
-            _perturbation_curves(i, h, steps, deletion_fill)
-            for i, h in zip(images[sl], heatmaps[sl], strict=True)
-        ]
-        batch = np.stack([np.concatenate(pair) for pair in curves])[..., None]
-        probs = model.predict(batch.reshape(-1, *batch.shape[2:]), batch_size=256, verbose=0)
-        probs = probs.reshape(len(curves), 2, steps + 1, -1)
-        picked = np.take_along_axis(probs, class_indices[sl, None, None, None], axis=-1)[..., 0]
-        deletion_auc.append(_auc(picked[:, 0]))
-        insertion_auc.append(_auc(picked[:, 1]))
-    if not deletion_auc:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return np.concatenate(deletion_auc), np.concatenate(insertion_auc)
+    aucs = perturbation_aucs(
+        model,
+        images,
+        heatmaps,
+        class_indices,
+        deletion_fills=(deletion_fill,),
+        steps=steps,
+        max_batch_images=max_batch_images,
+    )
+    return aucs[f"deletion_{deletion_fill}"], aucs["insertion"]
 
 
 def random_heatmaps(
@@ -543,16 +571,13 @@ def score_explanations(
     class_indices = np.asarray(class_indices, np.int64)
     rng = np.random.default_rng(seed)
 
-    deletion, insertion = deletion_insertion_auc(model, images, heatmaps, class_indices)
     random_maps = random_heatmaps(rng, heatmaps.shape)
-    deletion_random, insertion_random = deletion_insertion_auc(
-        model, images, random_maps, class_indices
+    # Both fills from one pass each: the blurred one is the score, black for comparison.
+    fills = ("blur", "zero")
+    perturbed = perturbation_aucs(model, images, heatmaps, class_indices, deletion_fills=fills)
+    perturbed_random = perturbation_aucs(
+        model, images, random_maps, class_indices, deletion_fills=fills
     )
-    zero_fill = {"deletion_fill": "zero"}
-    deletion_zero = deletion_insertion_auc(model, images, heatmaps, class_indices, **zero_fill)[0]
-    deletion_zero_random = deletion_insertion_auc(
-        model, images, random_maps, class_indices, **zero_fill
-    )[0]
 
     # Same images and classes, randomised weights: a faithful method must change.
     scrambled = gradcam(
@@ -588,10 +613,10 @@ def score_explanations(
     in_lesion = [heat_share(h, m) for h, m in pairs]
 
     return ExplanationScores(
-        deletion_auc=_mean(deletion),
-        deletion_auc_random=_mean(deletion_random),
-        insertion_auc=_mean(insertion),
-        insertion_auc_random=_mean(insertion_random),
+        deletion_auc=_mean(perturbed["deletion_blur"]),
+        deletion_auc_random=_mean(perturbed_random["deletion_blur"]),
+        insertion_auc=_mean(perturbed["insertion"]),
+        insertion_auc_random=_mean(perturbed_random["insertion"]),
         sanity_rank_corr=_mean(rank_corrs),
         sanity_ssim=_mean(ssims),
         heat_in_brain=_mean(in_brain),
@@ -600,8 +625,8 @@ def score_explanations(
         n_images=len(images),
         n_with_lesion_mask=len(pairs),
         pointing_tolerance_px=pointing_tolerance_px(images.shape[1]) if pairs else None,
-        deletion_auc_zero=_mean(deletion_zero),
-        deletion_auc_zero_random=_mean(deletion_zero_random),
+        deletion_auc_zero=_mean(perturbed["deletion_zero"]),
+        deletion_auc_zero_random=_mean(perturbed_random["deletion_zero"]),
     )
 
 

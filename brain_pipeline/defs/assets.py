@@ -97,27 +97,27 @@ class SplitConfig(dg.Config):
     test_images_per_class: int | None = None
 
 
+_TRAINING_DEFAULTS = TrainingConfig()
+
+
 class TrainingParams(dg.Config):
-    architecture: str = "stacked_cnn"
-    image_size: int = 128
-    # Zero the skull and background before training (see core/imaging.strip_skull). On by
-    # default: on the real data it lowered the source probe and raised accuracy (README).
-    skull_strip: bool = True
-    # Per-image intensity normalisation: "equalise" (default) or "percentile".
-    intensity: str = "equalise"
-    epochs: int = 60
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    early_stopping_patience: int = 15
-    # Epochs without a lower validation loss before the learning rate is halved (0: never).
-    reduce_lr_patience: int = 0
-    warmup_epochs: int = 5
-    class_weights: bool = True
-    # Training batches over which BatchNorm statistics are recomputed at the current weights
-    # before each validation pass (0: Keras's lagging moving averages; README, "Validation swings").
-    precise_bn_batches: int = 10
+    """The launchpad's face of core.training.TrainingConfig; the defaults (and the comments
+    on them) live there."""
+
+    architecture: str = _TRAINING_DEFAULTS.architecture
+    image_size: int = _TRAINING_DEFAULTS.image_size
+    skull_strip: bool = _TRAINING_DEFAULTS.skull_strip
+    intensity: str = _TRAINING_DEFAULTS.intensity
+    epochs: int = _TRAINING_DEFAULTS.epochs
+    batch_size: int = _TRAINING_DEFAULTS.batch_size
+    learning_rate: float = _TRAINING_DEFAULTS.learning_rate
+    early_stopping_patience: int = _TRAINING_DEFAULTS.early_stopping_patience
+    reduce_lr_patience: int = _TRAINING_DEFAULTS.reduce_lr_patience
+    warmup_epochs: int = _TRAINING_DEFAULTS.warmup_epochs
+    class_weights: bool = _TRAINING_DEFAULTS.class_weights
+    precise_bn_batches: int = _TRAINING_DEFAULTS.precise_bn_batches
     augment: bool = True
-    seed: int = 0
+    seed: int = _TRAINING_DEFAULTS.seed
 
     def to_core(self) -> TrainingConfig:
         augmentation = (
