@@ -1,9 +1,12 @@
 """Train and score the default model on a raw-data folder, with the pipeline's core functions.
 
 manifest -> balanced index -> splits -> train (TrainingParams defaults) -> test metrics
--> Grad-CAM scores on every test image. Prints the figures, then one JSON line.
+-> Grad-CAM scores on every test image, and the pointing game in detail: the hit rate at
+other tolerances and how far each miss's peak lies from its lesion. Prints the figures, then
+one JSON line. `--model` scores a saved model instead of training one.
 
     .venv/bin/python benchmarks/synthetic_baseline.py [--data-dir data] [--epochs 20]
+    .venv/bin/python benchmarks/synthetic_baseline.py --model artifacts/trained_model/*/model.keras
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from brain_pipeline.core import evaluation, gradcam, splits
@@ -38,6 +42,8 @@ OVERRIDABLE = (
     "intensity",
     "precise_bn_batches",
 )
+# Pointing-game tolerances to report besides the standard one (9 px at 128 px).
+TOLERANCES_PX = (0, 5, 9, 12, 15)
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,6 +58,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-skull-strip", action="store_true")
     parser.add_argument(
         "--gallery", type=Path, default=None, help="save the tumour maps of 16 test tumours here"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="score this saved model (.keras) instead of training one; give the preprocessing "
+        "options it was trained with (--image-size, --intensity, --no-skull-strip)",
     )
     return parser.parse_args()
 
@@ -69,24 +82,32 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, artifacts)
     _, val_x, val_y = split_tensors(raw, table, "val", config.preprocessing, artifacts)
     test, test_x, test_y = split_tensors(raw, table, "test", config.preprocessing, artifacts)
-    result = train_classifier(
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        config,
-        class_names=TARGET_CLASSES,
-        resume_dir=artifacts / "resume",
-        log=print,
-    )
-    probabilities = predict_probabilities(result.model, test_x)
+    if args.model is None:
+        result = train_classifier(
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            config,
+            class_names=TARGET_CLASSES,
+            resume_dir=artifacts / "resume",
+            log=print,
+        )
+        model = result.model
+        training = {
+            "train_seconds": round(result.train_seconds, 1),
+            "epochs_run": result.epochs_run,
+        }
+        print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, ", end="")
+        print(f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
+    else:
+        model = keras.models.load_model(args.model)
+        training = {"model": str(args.model)}
+        print(f"\nscoring {args.model}; classes {TARGET_CLASSES}")
+    probabilities = predict_probabilities(model, test_x)
     metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
     per_dataset = evaluation.metrics_by_group(
         test_y, probabilities, list(test["dataset"]), TARGET_CLASSES
-    )
-    print(
-        f"\nbest epoch {result.best_epoch} of {result.epochs_run}, "
-        f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}"
     )
     print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
     print("per dataset:", json.dumps(per_dataset))
@@ -95,9 +116,9 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     images = np.asarray(test_x, dtype=np.float32)
     masks = lesion_masks_for(raw, test["dataset"], test["path"], config.image_size)
     predicted = probabilities.argmax(axis=1)
-    heatmaps = gradcam.gradcam(result.model, images, predicted)
+    heatmaps = gradcam.gradcam(model, images, predicted)
     scores = gradcam.score_explanations(
-        result.model,
+        model,
         images,
         heatmaps,
         predicted,
@@ -106,14 +127,14 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         skull_stripped=config.skull_strip,
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
+    pointing = _pointing_detail(model, images, masks, probabilities)
     if args.gallery is not None:
-        _save_tumour_gallery(result.model, images, masks, probabilities, args.gallery)
+        _save_tumour_gallery(model, images, masks, probabilities, args.gallery)
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),
         "confusion_matrix": metrics["confusion_matrix"],
-        "train_seconds": round(result.train_seconds, 1),
-        "epochs_run": result.epochs_run,
+        **training,
         **{
             k: round(scores[k], 4) if scores[k] is not None else None
             for k in (
@@ -126,8 +147,42 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
                 "deletion_auc_zero_random",
             )
         },
+        **pointing,
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
+    }
+
+
+def _pointing_detail(model, images, masks, probabilities) -> dict:
+    """The pointing game of the tumour-class maps (as score_explanations plays it) at several
+    tolerances, and the distance from each miss's peak to its lesion."""
+    tumour = TARGET_CLASSES.index("tumor_brain")
+    chosen = [i for i, mask in enumerate(masks) if mask is not None]
+    if not chosen:
+        return {}
+    maps = gradcam.gradcam(model, images[chosen], np.full(len(chosen), tumour))
+    pairs = list(zip(maps, [masks[i] for i in chosen], strict=True))
+    hits = {
+        t: np.array([gradcam.pointing_game_hit(h, m, tolerance_px=t) for h, m in pairs])
+        for t in TOLERANCES_PX
+    }
+    standard = gradcam.pointing_tolerance_px(images.shape[1])
+    missed = ~np.array([gradcam.pointing_game_hit(h, m) for h, m in pairs])
+    distances = np.sort(
+        [gradcam.peak_distance_px(h, m) for (h, m), miss in zip(pairs, missed, strict=True) if miss]
+    )
+    found = probabilities[chosen].argmax(axis=1) == tumour
+    by_tolerance = {str(t): round(float(hit.mean()), 4) for t, hit in hits.items()}
+    print(f"pointing game by tolerance (px): {by_tolerance}")
+    print(
+        f"tumours {len(chosen)}, classified as tumour {int(found.sum())}; "
+        f"missed at {standard} px: {int(missed.sum())} ({int((missed & found).sum())} of them "
+        f"classified as tumour), their peaks {distances.round(1).tolist()} px from the lesion"
+    )
+    return {
+        "pointing_game_by_tolerance_px": by_tolerance,
+        "tumours_found": int(found.sum()),
+        "peak_distance_px_of_misses": distances.round(1).tolist(),
     }
 
 

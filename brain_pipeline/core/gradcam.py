@@ -512,6 +512,18 @@ def pointing_game_hit(
     return bool(target.ravel()[np.argmax(heat)])
 
 
+def peak_distance_px(heatmap: np.ndarray, lesion_mask: np.ndarray) -> float:
+    """Euclidean distance in pixels from the hottest pixel to the nearest lesion pixel: 0
+    inside the lesion, inf for an empty map or mask. Tells a near miss of the pointing game
+    (just outside its tolerance) from a map that peaks elsewhere."""
+    heat = np.asarray(heatmap).squeeze()
+    lesion = np.argwhere(np.asarray(lesion_mask, bool).squeeze())
+    if heat.max() <= 0 or len(lesion) == 0:
+        return float("inf")
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    return float(np.hypot(*(lesion - np.asarray(peak)).T).min())
+
+
 # ---------------------------------------------------------------- aggregate
 
 

@@ -453,6 +453,16 @@ def test_heat_share_and_pointing_game():
     assert gc.pointing_tolerance_px(224) == 15 and gc.pointing_tolerance_px(128) == 9
     assert not gc.pointing_game_hit(heatmap, lesion)  # a 10 px map gets 1 px of tolerance
 
+    # The peak's distance to the lesion: 2 px here, 0 inside, 5 px on a 3-4-5 triangle.
+    assert gc.peak_distance_px(heatmap, lesion) == pytest.approx(2.0)
+    lesion[5, 5] = True
+    assert gc.peak_distance_px(heatmap, lesion) == 0.0
+    far = np.zeros((10, 10), bool)
+    far[8, 9] = far[0, 0] = True
+    assert gc.peak_distance_px(heatmap, far) == pytest.approx(5.0)
+    assert gc.peak_distance_px(np.zeros((10, 10)), far) == float("inf")
+    assert gc.peak_distance_px(heatmap, np.zeros((10, 10), bool)) == float("inf")
+
 
 def test_random_heatmaps_are_smooth_seeded_maps():
     maps = gc.random_heatmaps(np.random.default_rng(5), (3, 32, 32))
