@@ -21,6 +21,7 @@ import numpy as np
 
 from brain_pipeline.core import evaluation, gradcam, splits
 from brain_pipeline.core.artifacts import write_figure
+from brain_pipeline.core.imaging import Preprocessing
 from brain_pipeline.core.sources import TARGET_CLASSES
 from brain_pipeline.core.synthetic import lesion_masks_for
 from brain_pipeline.core.training import predict_probabilities, train_classifier
@@ -63,8 +64,8 @@ def parse_args() -> argparse.Namespace:
         "--model",
         type=Path,
         default=None,
-        help="score this saved model (.keras) instead of training one; give the preprocessing "
-        "options it was trained with (--image-size, --intensity, --no-skull-strip)",
+        help="score this saved model (.keras) instead of training one, with the preprocessing "
+        "recorded beside it (a bare model file: the preprocessing options given here)",
     )
     return parser.parse_args()
 
@@ -78,10 +79,16 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         **overrides, augment=not args.no_augment, skull_strip=not args.no_skull_strip
     )
     config = params.to_core()
+    preprocessing = config.preprocessing
+    if args.model is not None:
+        model = keras.models.load_model(args.model)
+        if Preprocessing.record_path(args.model).exists():
+            preprocessing = Preprocessing.for_model(args.model, model.input_shape[1])
+        config = dataclasses.replace(config, **dataclasses.asdict(preprocessing))
     print("config:", json.dumps(dataclasses.asdict(config)))
-    _, train_x, train_y = split_tensors(raw, table, "train", config.preprocessing, artifacts)
-    _, val_x, val_y = split_tensors(raw, table, "val", config.preprocessing, artifacts)
-    test, test_x, test_y = split_tensors(raw, table, "test", config.preprocessing, artifacts)
+    _, train_x, train_y = split_tensors(raw, table, "train", preprocessing, artifacts)
+    _, val_x, val_y = split_tensors(raw, table, "val", preprocessing, artifacts)
+    test, test_x, test_y = split_tensors(raw, table, "test", preprocessing, artifacts)
     if args.model is None:
         result = train_classifier(
             train_x,
@@ -101,7 +108,6 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, ", end="")
         print(f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
     else:
-        model = keras.models.load_model(args.model)
         training = {"model": str(args.model)}
         print(f"\nscoring {args.model}; classes {TARGET_CLASSES}")
     probabilities = predict_probabilities(model, test_x)
