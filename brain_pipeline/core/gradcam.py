@@ -27,7 +27,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from brain_pipeline.core.imaging import box_blur
+from brain_pipeline.core.imaging import MASK_MAX_SIDE, box_blur
 
 METHODS = ("gradcam", "gradcam++")
 LOGITS_LAYER = "logits"
@@ -238,7 +238,9 @@ def _as_2d(image: np.ndarray) -> np.ndarray:
 HEAD_LEVEL = 0.1
 
 
-def estimate_brain_mask(image: np.ndarray, *, border_fraction: float = 0.06) -> np.ndarray:
+def estimate_brain_mask(
+    image: np.ndarray, *, border_fraction: float = 0.06, max_side: int | None = MASK_MAX_SIDE
+) -> np.ndarray:
     """Rough brain mask (H, W) bool: the head (lightly blurred pixels above HEAD_LEVEL of the
     maximum, largest region, holes filled), eroded by a band.
 
@@ -247,8 +249,20 @@ def estimate_brain_mask(image: np.ndarray, *, border_fraction: float = 0.06) -> 
     about 0.99 of the brain with 0.1 of skull for skull-on styles, and 0.72 of the brain
     for skull-stripped ones (their cortex is at the border). A low fixed level rather than
     an Otsu split: on equalised images Otsu cuts the head's histogram in half.
+
+    Images with a side above ``max_side`` (None: no limit) are block-averaged by a whole
+    factor first and the mask scaled back with nearest-neighbour blocks.
     """
     image = _as_2d(image)
+    if max_side is not None and max(image.shape) > max_side:
+        factor = -(-max(image.shape) // max_side)  # ceiling division
+        height, width = image.shape
+        padded = np.pad(image, ((0, -height % factor), (0, -width % factor)), mode="edge")
+        small = padded.reshape(
+            padded.shape[0] // factor, factor, padded.shape[1] // factor, factor
+        ).mean(axis=(1, 3))
+        mask = estimate_brain_mask(small, border_fraction=border_fraction, max_side=None)
+        return mask.repeat(factor, axis=0).repeat(factor, axis=1)[:height, :width]
     if image.max() <= image.min():
         return np.zeros(image.shape, bool)
     smooth = box_blur(image - image.min(), 1)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from brain_pipeline.core import gradcam as gc
+from brain_pipeline.core import imaging
 from brain_pipeline.core.imaging import Preprocessing
 from brain_pipeline.core.synthetic import render_phantom
 
@@ -394,6 +395,35 @@ def test_brain_mask_matches_the_phantoms_true_brain(style, min_recall, min_preci
     for tensor, truth in _phantom_inputs(style, Preprocessing(96, intensity=intensity)):
         recall, precision = _recall_precision(gc.estimate_brain_mask(tensor), truth)
         assert recall >= min_recall and precision >= min_precision
+
+
+@pytest.mark.parametrize("style", ["navoneel", "alzheimer"])
+def test_large_images_get_the_mask_of_a_reduced_copy(style, monkeypatch):
+    # Above MASK_MAX_SIDE the mask comes from a block-averaged copy (2 x 2 blocks at 384 px),
+    # scaled back: the same mask as at full resolution but for a thin edge, in the shape of
+    # the image, and as close to the true brain.
+    for tensor, truth in _phantom_inputs(style, Preprocessing(384), n=1):
+        fast = gc.estimate_brain_mask(tensor)
+        full = gc.estimate_brain_mask(tensor, max_side=None)
+        assert fast.shape == full.shape == truth.shape
+        assert np.array_equal(fast, fast[::2, ::2].repeat(2, axis=0).repeat(2, axis=1))
+        assert not np.array_equal(fast, full)  # it really came from the reduced copy
+        assert (fast & full).sum() / (fast | full).sum() > 0.97
+        assert _recall_precision(fast, truth)[0] == pytest.approx(
+            _recall_precision(full, truth)[0], abs=0.02
+        )
+
+    # Caches of such inputs made with the full-resolution mask are not reused; the keys of
+    # inputs at or below MASK_MAX_SIDE are the ones they were.
+    def keys():
+        return [Preprocessing(size, skull_strip=True).cache_key(["x"]) for size in (128, 384)]
+
+    reduced = keys()
+    monkeypatch.setattr(imaging, "MASK_MAX_SIDE", 10_000)  # as before: never reduced
+    unreduced = keys()
+    assert reduced[0] == unreduced[0] and reduced[1] != unreduced[1]
+    # An odd side is padded to a whole number of blocks and cropped back.
+    assert gc.estimate_brain_mask(np.pad(tensor[..., 0], ((0, 1), (0, 3)))).shape == (385, 387)
 
 
 @pytest.mark.parametrize("intensity", ["equalise", "percentile"])
