@@ -133,9 +133,24 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         skull_stripped=config.skull_strip,
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
-    pointing = _pointing_detail(model, images, masks, probabilities)
+    # The tumour-class maps of every test tumour, once, for the detail and the gallery.
+    tumour = TARGET_CLASSES.index("tumor_brain")
+    tumours = [i for i, mask in enumerate(masks) if mask is not None]
+    tumour_maps = (
+        gradcam.gradcam(model, images[tumours], np.full(len(tumours), tumour))
+        if tumours
+        else np.zeros((0, *images.shape[1:3]), np.float32)
+    )
+    pointing = _pointing_detail(tumour_maps, [masks[i] for i in tumours], probabilities[tumours])
     if args.gallery is not None:
-        _save_tumour_gallery(model, images, masks, probabilities, args.gallery)
+        chosen = tumours[:16]
+        _save_tumour_gallery(
+            images[chosen],
+            tumour_maps[:16],
+            [masks[i] for i in chosen],
+            probabilities[chosen],
+            args.gallery,
+        )
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),
@@ -159,29 +174,27 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     }
 
 
-def _pointing_detail(model, images, masks, probabilities) -> dict:
-    """The pointing game of the tumour-class maps (as score_explanations plays it) at several
-    tolerances, and the distance from each miss's peak to its lesion."""
-    tumour = TARGET_CLASSES.index("tumor_brain")
-    chosen = [i for i, mask in enumerate(masks) if mask is not None]
-    if not chosen:
+def _pointing_detail(maps, masks, probabilities) -> dict:
+    """The pointing game of the tumour-class ``maps`` of test tumours (as score_explanations
+    plays it) at several tolerances, and the distance from each miss's peak to its lesion."""
+    if not len(maps):
         return {}
-    maps = gradcam.gradcam(model, images[chosen], np.full(len(chosen), tumour))
-    pairs = list(zip(maps, [masks[i] for i in chosen], strict=True))
+    tumour = TARGET_CLASSES.index("tumor_brain")
+    pairs = list(zip(maps, masks, strict=True))
+    standard = gradcam.pointing_tolerance_px(maps.shape[1])
     hits = {
         t: np.array([gradcam.pointing_game_hit(h, m, tolerance_px=t) for h, m in pairs])
-        for t in TOLERANCES_PX
+        for t in sorted({*TOLERANCES_PX, standard})
     }
-    standard = gradcam.pointing_tolerance_px(images.shape[1])
-    missed = ~np.array([gradcam.pointing_game_hit(h, m) for h, m in pairs])
+    missed = ~hits[standard]
     distances = np.sort(
         [gradcam.peak_distance_px(h, m) for (h, m), miss in zip(pairs, missed, strict=True) if miss]
     )
-    found = probabilities[chosen].argmax(axis=1) == tumour
+    found = probabilities.argmax(axis=1) == tumour
     by_tolerance = {str(t): round(float(hit.mean()), 4) for t, hit in hits.items()}
     print(f"pointing game by tolerance (px): {by_tolerance}")
     print(
-        f"tumours {len(chosen)}, classified as tumour {int(found.sum())}; "
+        f"tumours {len(maps)}, classified as tumour {int(found.sum())}; "
         f"missed at {standard} px: {int(missed.sum())} ({int((missed & found).sum())} of them "
         f"classified as tumour), their peaks {distances.round(1).tolist()} px from the lesion"
     )
@@ -192,20 +205,18 @@ def _pointing_detail(model, images, masks, probabilities) -> dict:
     }
 
 
-def _save_tumour_gallery(model, images, masks, probabilities, out: Path) -> None:
-    """The tumour-class maps of up to 16 test tumours, lesion outlines drawn in cyan."""
+def _save_tumour_gallery(images, maps, masks, probabilities, out: Path) -> None:
+    """Tumour-class maps of test tumours, lesion outlines drawn in cyan."""
     tumour = TARGET_CLASSES.index("tumor_brain")
-    chosen = [i for i, mask in enumerate(masks) if mask is not None][:16]
-    maps = gradcam.gradcam(model, images[chosen], np.full(len(chosen), tumour))
-    titles = []
-    for i, heat in zip(chosen, maps, strict=True):
-        hit = gradcam.pointing_game_hit(heat, masks[i])
-        titles.append(f"p(tumour) {probabilities[i, tumour]:.2f}, {'hit' if hit else 'miss'}")
+    titles = [
+        f"p(tumour) {p[tumour]:.2f}, {'hit' if gradcam.pointing_game_hit(h, m) else 'miss'}"
+        for h, m, p in zip(maps, masks, probabilities, strict=True)
+    ]
     figure = gradcam.render_gallery(
-        images[chosen, ..., 0], maps, titles, suptitle="tumour maps of test tumours"
+        images[..., 0], maps, titles, suptitle="tumour maps of test tumours"
     )
-    for ax, i in zip(figure.axes, chosen, strict=False):
-        ax.contour(masks[i], levels=[0.5], colors="cyan", linewidths=0.6)
+    for ax, mask in zip(figure.axes, masks, strict=False):
+        ax.contour(mask, levels=[0.5], colors="cyan", linewidths=0.6)
     write_figure(out, figure)
     print(f"gallery: {out}")
 
