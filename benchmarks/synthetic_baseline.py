@@ -2,8 +2,9 @@
 
 manifest -> balanced index -> splits -> train (TrainingParams defaults) -> test metrics
 -> Grad-CAM scores on every test image, and the pointing game in detail: the hit rate at
-other tolerances and how far each miss's peak lies from its lesion. Prints the figures, then
-one JSON line. `--model` scores a saved model instead of training one.
+other tolerances and how far each miss's peak lies from its lesion, and against the whole
+tumour (core and oedema halo), each beside its chance rate. Prints the figures, then one JSON
+line. `--model` scores a saved model instead of training one.
 
     .venv/bin/python benchmarks/synthetic_baseline.py [--data-dir data] [--epochs 20]
     .venv/bin/python benchmarks/synthetic_baseline.py --model artifacts/trained_model/*/model.keras
@@ -121,6 +122,9 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
     images = np.asarray(test_x, dtype=np.float32)
     masks = lesion_masks_for(raw, test["dataset"], test["path"], config.image_size)
+    whole_tumour = lesion_masks_for(
+        raw, test["dataset"], test["path"], config.image_size, "whole_tumour"
+    )
     predicted = probabilities.argmax(axis=1)
     heatmaps = gradcam.gradcam(model, images, predicted)
     scores = gradcam.score_explanations(
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         heatmaps,
         predicted,
         lesion_masks=masks,
+        whole_tumour_masks=whole_tumour,
         lesion_class=TARGET_CLASSES.index("tumor_brain"),
         skull_stripped=config.skull_strip,
     ).as_dict()
@@ -141,13 +146,19 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         if tumours
         else np.zeros((0, *images.shape[1:3]), np.float32)
     )
-    pointing = _pointing_detail(tumour_maps, [masks[i] for i in tumours], probabilities[tumours])
+    pointing = _pointing_detail(
+        tumour_maps,
+        [masks[i] for i in tumours],
+        [whole_tumour[i] for i in tumours],
+        probabilities[tumours],
+    )
     if args.gallery is not None:
         chosen = tumours[:16]
         _save_tumour_gallery(
             images[chosen],
             tumour_maps[:16],
             [masks[i] for i in chosen],
+            [whole_tumour[i] for i in chosen],
             probabilities[chosen],
             args.gallery,
         )
@@ -161,7 +172,11 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
             for k in (
                 "heat_in_brain",
                 "pointing_game",
+                "pointing_game_chance",
                 "heat_in_lesion",
+                "pointing_game_whole_tumour",
+                "pointing_game_whole_tumour_chance",
+                "heat_in_whole_tumour",
                 "deletion_auc",
                 "deletion_auc_random",
                 "deletion_auc_zero",
@@ -174,9 +189,10 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     }
 
 
-def _pointing_detail(maps, masks, probabilities) -> dict:
+def _pointing_detail(maps, masks, whole_tumour, probabilities) -> dict:
     """The pointing game of the tumour-class ``maps`` of test tumours (as score_explanations
-    plays it) at several tolerances, and the distance from each miss's peak to its lesion."""
+    plays it) at several tolerances, the distance from each miss's peak to its lesion, and
+    how many misses the whole tumour (core and oedema halo) would count as hits."""
     if not len(maps):
         return {}
     tumour = TARGET_CLASSES.index("tumor_brain")
@@ -190,33 +206,46 @@ def _pointing_detail(maps, masks, probabilities) -> dict:
     distances = np.sort(
         [gradcam.peak_distance_px(h, m) for (h, m), miss in zip(pairs, missed, strict=True) if miss]
     )
+    on_whole = sum(
+        gradcam.pointing_game_hit(h, w)
+        for h, w, miss in zip(maps, whole_tumour, missed, strict=True)
+        if miss
+    )
     found = probabilities.argmax(axis=1) == tumour
     by_tolerance = {str(t): round(float(hit.mean()), 4) for t, hit in hits.items()}
     print(f"pointing game by tolerance (px): {by_tolerance}")
     print(
         f"tumours {len(maps)}, classified as tumour {int(found.sum())}; "
         f"missed at {standard} px: {int(missed.sum())} ({int((missed & found).sum())} of them "
-        f"classified as tumour), their peaks {distances.round(1).tolist()} px from the lesion"
+        f"classified as tumour), their peaks {distances.round(1).tolist()} px from the lesion; "
+        f"{on_whole} of them hit the whole tumour"
     )
     return {
         "pointing_game_by_tolerance_px": by_tolerance,
         "tumours_found": int(found.sum()),
         "peak_distance_px_of_misses": distances.round(1).tolist(),
+        "misses_on_whole_tumour": int(on_whole),
     }
 
 
-def _save_tumour_gallery(images, maps, masks, probabilities, out: Path) -> None:
-    """Tumour-class maps of test tumours, lesion outlines drawn in cyan."""
+def _save_tumour_gallery(images, maps, masks, whole_tumour, probabilities, out: Path) -> None:
+    """Tumour-class maps of test tumours: lesion cores outlined in cyan, the whole tumour
+    (core and oedema halo) dashed."""
     tumour = TARGET_CLASSES.index("tumor_brain")
+
+    def verdict(heatmap, mask) -> str:
+        return "hit" if gradcam.pointing_game_hit(heatmap, mask) else "miss"
+
     titles = [
-        f"p(tumour) {p[tumour]:.2f}, {'hit' if gradcam.pointing_game_hit(h, m) else 'miss'}"
-        for h, m, p in zip(maps, masks, probabilities, strict=True)
+        f"p(tumour) {p[tumour]:.2f}, core {verdict(h, m)}, whole {verdict(h, w)}"
+        for h, m, w, p in zip(maps, masks, whole_tumour, probabilities, strict=True)
     ]
     figure = gradcam.render_gallery(
         images[..., 0], maps, titles, suptitle="tumour maps of test tumours"
     )
-    for ax, mask in zip(figure.axes, masks, strict=False):
+    for ax, mask, whole in zip(figure.axes, masks, whole_tumour, strict=False):
         ax.contour(mask, levels=[0.5], colors="cyan", linewidths=0.6)
+        ax.contour(whole, levels=[0.5], colors="cyan", linewidths=0.6, linestyles="dashed")
     write_figure(out, figure)
     print(f"gallery: {out}")
 

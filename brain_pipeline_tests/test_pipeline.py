@@ -153,6 +153,11 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
     assert 0 < scores["n_with_lesion_mask"] <= int(test_tumours.sum())
     assert 0.0 <= gallery["pointing_game"].value <= 1.0
     assert 0.0 <= gallery["heat_in_lesion"].value <= 1.0
+    # The whole tumour (core and oedema halo) holds the core: every hit on the core is a hit
+    # on it, and a randomly placed peak lands near it at least as often.
+    assert scores["pointing_game_whole_tumour"] >= scores["pointing_game"]
+    assert scores["heat_in_whole_tumour"] >= scores["heat_in_lesion"]
+    assert 0.0 < scores["pointing_game_chance"] <= scores["pointing_game_whole_tumour_chance"] < 1
     assert scores["pointing_tolerance_px"] == 3  # 15 px at 224 px -> 3 px at 48 px
     record = json.loads(
         (_path(metadata, "trained_model").parent / "preprocessing.json").read_text()

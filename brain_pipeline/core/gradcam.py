@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -526,6 +526,21 @@ def pointing_game_hit(
     return bool(target.ravel()[np.argmax(heat)])
 
 
+def pointing_game_chance(
+    lesion_mask: np.ndarray, brain: np.ndarray, *, tolerance_px: int | None = None
+) -> float:
+    """The pointing game's hit rate for a peak placed at random in the brain: the share of
+    ``brain`` within the tolerance of the lesion. Sets a hit rate against what a map that
+    knows nothing but where the brain is would score."""
+    lesion = np.asarray(lesion_mask, bool).squeeze()
+    brain = np.asarray(brain, bool).squeeze()
+    if not brain.any():
+        return 0.0
+    if tolerance_px is None:
+        tolerance_px = pointing_tolerance_px(max(lesion.shape))
+    return float((_morph(lesion, tolerance_px, erode=False) & brain).sum() / brain.sum())
+
+
 def peak_distance_px(heatmap: np.ndarray, lesion_mask: np.ndarray) -> float:
     """Euclidean distance in pixels from the hottest pixel to the nearest lesion pixel: 0
     inside the lesion, inf for an empty map or mask. Tells a near miss of the pointing game
@@ -560,6 +575,12 @@ class ExplanationScores:
     # Deletion with RISE's black fill, for comparison (see DELETION_FILLS).
     deletion_auc_zero: float | None = None
     deletion_auc_zero_random: float | None = None
+    # The pointing game of a peak placed at random in the brain (see pointing_game_chance).
+    pointing_game_chance: float | None = None
+    # The same localisation against the whole tumour: core and oedema halo.
+    pointing_game_whole_tumour: float | None = None
+    pointing_game_whole_tumour_chance: float | None = None
+    heat_in_whole_tumour: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -576,6 +597,7 @@ def score_explanations(
     class_indices: np.ndarray,
     *,
     lesion_masks: list[np.ndarray | None] | None = None,
+    whole_tumour_masks: list[np.ndarray | None] | None = None,
     lesion_images: np.ndarray | None = None,
     lesion_class: int | None = None,
     seed: int = 0,
@@ -586,7 +608,8 @@ def score_explanations(
     """Faithfulness, sanity and plausibility of ``heatmaps`` (made with ``method``).
 
     Localisation (pointing game, heat in lesion) uses ``lesion_masks``, one per image of
-    ``lesion_images`` (default: ``images``; None entries are skipped). With ``lesion_class``
+    ``lesion_images`` (default: ``images``; None entries are skipped), and the same for
+    ``whole_tumour_masks`` (core and oedema halo) when given. With ``lesion_class``
     it scores that class's maps (the ground-truth class, as in the pointing game of Zhang et
     al.), whatever the model predicted: is the evidence for "tumour" on the tumour? Without
     it, the given ``heatmaps`` are scored. ``skull_stripped`` says the images were
@@ -623,6 +646,8 @@ def score_explanations(
     masks = lesion_masks if lesion_masks is not None else [None] * len(lesion_images)
     if len(masks) != len(lesion_images):
         raise ValueError("lesion_masks must have one entry (or None) per lesion image")
+    if whole_tumour_masks is not None and len(whole_tumour_masks) != len(lesion_images):
+        raise ValueError("whole_tumour_masks must have one entry (or None) per lesion image")
     lesioned = [i for i, m in enumerate(masks) if m is not None and np.any(m)]
     if lesion_class is None:
         lesion_maps = heatmaps[lesioned]
@@ -634,9 +659,13 @@ def score_explanations(
             layer_name=layer_name,
             method=method,
         )
-    pairs = [(h, np.asarray(masks[i], bool)) for h, i in zip(lesion_maps, lesioned, strict=True)]
-    hits = [pointing_game_hit(h, m) for h, m in pairs]
-    in_lesion = [heat_share(h, m) for h, m in pairs]
+    lesion_brains = [brain_mask(lesion_images[i], skull_stripped=skull_stripped) for i in lesioned]
+    core = _localisation(lesion_maps, [masks[i] for i in lesioned], lesion_brains)
+    whole = (
+        _localisation(lesion_maps, [whole_tumour_masks[i] for i in lesioned], lesion_brains)
+        if whole_tumour_masks is not None
+        else _Localisation(None, None, None)
+    )
 
     return ExplanationScores(
         deletion_auc=_mean(perturbed["deletion_blur"]),
@@ -646,13 +675,41 @@ def score_explanations(
         sanity_rank_corr=_mean(rank_corrs),
         sanity_ssim=_mean(ssims),
         heat_in_brain=_mean(in_brain),
-        pointing_game=_mean(hits) if hits else None,
-        heat_in_lesion=_mean(in_lesion) if in_lesion else None,
+        pointing_game=core.pointing_game,
+        heat_in_lesion=core.heat_share,
         n_images=len(images),
-        n_with_lesion_mask=len(pairs),
-        pointing_tolerance_px=pointing_tolerance_px(images.shape[1]) if pairs else None,
+        n_with_lesion_mask=len(lesioned),
+        pointing_tolerance_px=pointing_tolerance_px(images.shape[1]) if lesioned else None,
         deletion_auc_zero=_mean(perturbed["deletion_zero"]),
         deletion_auc_zero_random=_mean(perturbed_random["deletion_zero"]),
+        pointing_game_chance=core.chance,
+        pointing_game_whole_tumour=whole.pointing_game,
+        pointing_game_whole_tumour_chance=whole.chance,
+        heat_in_whole_tumour=whole.heat_share,
+    )
+
+
+class _Localisation(NamedTuple):
+    pointing_game: float | None
+    chance: float | None
+    heat_share: float | None
+
+
+def _localisation(
+    heatmaps: np.ndarray, masks: list[np.ndarray | None], brains: list[np.ndarray]
+) -> _Localisation:
+    """Pointing game, its chance rate and heat share of maps against their masks (None skipped)."""
+    triples = [
+        (h, np.asarray(m, bool), b)
+        for h, m, b in zip(heatmaps, masks, brains, strict=True)
+        if m is not None and np.any(m)
+    ]
+    if not triples:
+        return _Localisation(None, None, None)
+    return _Localisation(
+        _mean([pointing_game_hit(h, m) for h, m, _ in triples]),
+        _mean([pointing_game_chance(m, b) for _, m, b in triples]),
+        _mean([heat_share(h, m) for h, m, _ in triples]),
     )
 
 

@@ -35,6 +35,17 @@ DATASET_FOLDERS = {
     "alzheimer": "synth_alzheimer",
 }
 LESION_MASKS_DIRNAME = "_lesion_masks"
+# A lesion mask file is a label map: the tumour core, its oedema halo, and 0 elsewhere.
+# Core-only readers threshold at 127, so binary 0/255 masks read the same in both regions.
+CORE_VALUE = 255
+HALO_VALUE = 96
+# The halo counts as tumour where its intensity shift is at least half its peak (its weight
+# falls from 1 at the core's edge to 0 at oedema_scale times the core's radius).
+HALO_WEIGHT_THRESHOLD = 0.5
+# Which part of a lesion a mask covers: the core (the lesion itself), or the whole tumour,
+# core and oedema halo, as in the BraTS "whole tumour" label.
+LESION_REGIONS = ("core", "whole_tumour")
+_REGION_THRESHOLD = {"core": 127, "whole_tumour": HALO_VALUE // 2}
 MIN_IMAGE_SIDE = 16
 MIN_SCALED_SIDE = 32
 
@@ -65,7 +76,19 @@ class Phantom:
 
     image: Image.Image
     brain_mask: np.ndarray
-    lesion_mask: np.ndarray | None
+    lesion_mask: np.ndarray | None  # the tumour core
+    # Core plus the oedema halo (see HALO_WEIGHT_THRESHOLD); None without lesions.
+    whole_tumour_mask: np.ndarray | None = None
+
+    def mask_labels(self) -> np.ndarray | None:
+        """The lesion mask file's content: CORE_VALUE, HALO_VALUE or 0 per pixel."""
+        if self.lesion_mask is None:
+            return None
+        labels = np.zeros(self.lesion_mask.shape, np.uint8)
+        if self.whole_tumour_mask is not None:
+            labels[self.whole_tumour_mask] = HALO_VALUE
+        labels[self.lesion_mask] = CORE_VALUE
+        return labels
 
 
 @dataclass(frozen=True)
@@ -622,8 +645,8 @@ def _lesion_layers(
 
 def _render_clean(
     anatomy: _Anatomy, style: _Style, view: _View, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Noise-free slice in 0..1 plus brain and lesion masks."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Noise-free slice in 0..1 plus brain, lesion-core and whole-tumour masks."""
     tissue = style.tissue
     u, v = _pixel_to_anatomy(size, view)
     warped_u, warped_v = _push_away_from_lesions(u, v, anatomy.lesions)
@@ -663,6 +686,7 @@ def _render_clean(
     parenchyma += (tissue.csf - parenchyma) * csf
 
     lesion_cover = np.zeros_like(u)
+    halo_cover = np.zeros_like(u)
     min_radius = 1.5 / view.scale_px  # a lesion must stay visible at any image size
     for lesion in anatomy.lesions:
         core, oedema, necrosis = _lesion_layers(u, v, lesion, view.scale_px, min_radius)
@@ -672,11 +696,15 @@ def _render_clean(
         parenchyma += (lesion_value - parenchyma) * core
         parenchyma += (tissue.csf - parenchyma) * necrosis * 0.7
         lesion_cover = np.maximum(lesion_cover, core)
+        halo_cover = np.maximum(halo_cover, oedema)
 
     image += (parenchyma - image) * brain
     brain_mask = brain > 0.5
-    lesion_mask = (lesion_cover > 0.5) & brain_mask if anatomy.lesions else None
-    return image.astype(np.float32), brain_mask, lesion_mask
+    if not anatomy.lesions:
+        return image.astype(np.float32), brain_mask, None, None
+    lesion_mask = (lesion_cover > 0.5) & brain_mask
+    whole_tumour = lesion_mask | ((halo_cover > HALO_WEIGHT_THRESHOLD) & brain_mask)
+    return image.astype(np.float32), brain_mask, lesion_mask, whole_tumour
 
 
 def _to_pil(pixels: np.ndarray, mode: str) -> Image.Image:
@@ -687,10 +715,13 @@ def _to_pil(pixels: np.ndarray, mode: str) -> Image.Image:
 def _render(
     rng: np.random.Generator, anatomy: _Anatomy, style: _Style, view: _View, size: tuple[int, int]
 ) -> Phantom:
-    clean, brain_mask, lesion_mask = _render_clean(anatomy, style, view, size)
+    clean, brain_mask, lesion_mask, whole_tumour = _render_clean(anatomy, style, view, size)
     pixels = _acquire(clean, view, rng)
     return Phantom(
-        image=_to_pil(pixels, style.mode), brain_mask=brain_mask, lesion_mask=lesion_mask
+        image=_to_pil(pixels, style.mode),
+        brain_mask=brain_mask,
+        lesion_mask=lesion_mask,
+        whole_tumour_mask=whole_tumour,
     )
 
 
@@ -778,13 +809,20 @@ def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -
 
 
 def lesion_masks_for(
-    raw: RawDataConfig, datasets: Sequence[str], paths: Sequence[str], image_size: int
+    raw: RawDataConfig,
+    datasets: Sequence[str],
+    paths: Sequence[str],
+    image_size: int,
+    region: str = "core",
 ) -> list[np.ndarray | None]:
     """Ground-truth lesion masks of some images, in model-input geometry; None where absent.
 
-    Only images with a mask file are decoded (the image decides the crop), so on real data,
-    which has no masks, this reads nothing.
+    ``region`` is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; masks
+    written before the halo was recorded give the core for both). Only images with a mask
+    file are decoded (the image decides the crop), so on real data, which has no masks, this
+    reads nothing.
     """
+    _check_choice("lesion region", region, LESION_REGIONS)
     if raw.lesion_masks_dir is None:
         return [None] * len(datasets)
     roots = raw.roots
@@ -794,7 +832,7 @@ def lesion_masks_for(
         if not mask_file.exists():
             masks.append(None)
             continue
-        mask = np.asarray(Image.open(mask_file).convert("L")) > 127
+        mask = np.asarray(Image.open(mask_file).convert("L")) > _REGION_THRESHOLD[region]
         image = load_image(filesystem_path(roots[dataset], relative))
         masks.append(mask_to_model_geometry(image, mask, image_size))
     return masks
@@ -841,14 +879,13 @@ class _Writer:
         self.counts.setdefault(dataset, {}).setdefault(label, 0)
         self.counts[dataset][label] += 1
         self.n_images += 1
-        if phantom.lesion_mask is not None:
+        labels = phantom.mask_labels()
+        if labels is not None:
             mask_file = lesion_mask_path(
                 self.out_root / LESION_MASKS_DIRNAME, dataset, str(relative)
             )
             mask_file.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(phantom.lesion_mask.astype(np.uint8) * 255).save(
-                mask_file, format="PNG"
-            )
+            Image.fromarray(labels).save(mask_file, format="PNG")
             self.n_lesion_masks += 1
 
 

@@ -55,7 +55,7 @@ CODE_VERSIONS = {
     "dataset_splits": "2",
     "trained_model": "5",
     "model_evaluation": "2",
-    "gradcam_gallery": "6",
+    "gradcam_gallery": "7",
     "emissions_record": "1",
 }
 
@@ -704,6 +704,10 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             # Localisation is scored on every test image with a lesion mask (phantoms only).
             masks = lesion_masks_for(raw, test["dataset"], test["path"], image_size)
             lesioned = [i for i, mask in enumerate(masks) if mask is not None]
+            lesioned_test = test.iloc[lesioned]
+            whole_tumour = lesion_masks_for(
+                raw, lesioned_test["dataset"], lesioned_test["path"], image_size, "whole_tumour"
+            )
             heatmaps = gradcam.gradcam(
                 model,
                 images[chosen],
@@ -718,6 +722,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 predicted[chosen],
                 lesion_images=images[lesioned],
                 lesion_masks=[masks[i] for i in lesioned],
+                whole_tumour_masks=whole_tumour,
                 lesion_class=TARGET_CLASSES.index("tumor_brain"),
                 seed=config.seed,
                 method=config.method,

@@ -290,10 +290,20 @@ def test_score_explanations(model, test_data):
     assert abs(scores.sanity_rank_corr) < 0.6 and scores.sanity_ssim < 0.6
     assert 0.0 <= scores.heat_in_brain <= 1.0
     assert scores.pointing_game is not None and scores.pointing_game > 0.6
+    # Well above a peak placed at random in the brain.
+    assert scores.pointing_game_chance is not None
+    assert scores.pointing_game > scores.pointing_game_chance + 0.3
     assert scores.heat_in_lesion is not None and scores.heat_in_lesion > 0.05
     data = scores.as_dict()
     assert set(data) >= {"deletion_auc", "pointing_game", "n_with_lesion_mask"}
-    assert all(isinstance(v, float | int) for v in data.values())
+    # Only the whole-tumour figures are missing: no whole-tumour masks were given.
+    missing = {k for k, v in data.items() if v is None}
+    assert missing == {
+        "pointing_game_whole_tumour",
+        "pointing_game_whole_tumour_chance",
+        "heat_in_whole_tumour",
+    }
+    assert all(isinstance(data[k], float | int) for k in set(data) - missing)
     assert data["pointing_tolerance_px"] == gc.pointing_tolerance_px(images.shape[1])
 
     # Localisation on the lesion class's maps of separately given images gives the same
@@ -315,6 +325,23 @@ def test_score_explanations(model, test_data):
     assert separate.heat_in_lesion == pytest.approx(scores.heat_in_lesion, abs=1e-4)
     with pytest.raises(ValueError, match="lesion_class"):
         gc.score_explanations(model, images, maps, labels, lesion_images=images)
+
+    # Against a larger "whole tumour" (each lesion grown by 2 px): at least the core's hit
+    # rate and heat, and a higher chance rate; the core's figures stay as they were.
+    grown = [None if m is None else gc._morph(m, 2, erode=False) for m in masks]
+    whole = gc.score_explanations(
+        model, images, maps, labels, lesion_masks=masks, whole_tumour_masks=grown, seed=0
+    )
+    assert whole.pointing_game == scores.pointing_game
+    assert whole.pointing_game_chance == pytest.approx(scores.pointing_game_chance)
+    assert whole.pointing_game_whole_tumour >= scores.pointing_game
+    assert whole.heat_in_whole_tumour > scores.heat_in_lesion
+    assert whole.pointing_game_whole_tumour_chance > scores.pointing_game_chance
+    assert scores.pointing_game_whole_tumour is None and scores.heat_in_whole_tumour is None
+    with pytest.raises(ValueError, match="whole_tumour_masks"):
+        gc.score_explanations(
+            model, images, maps, labels, lesion_masks=masks, whole_tumour_masks=grown[:3]
+        )
 
     healthy = labels == 0
     no_masks = gc.score_explanations(model, images[healthy], maps[healthy], labels[healthy])
@@ -492,6 +519,19 @@ def test_heat_share_and_pointing_game():
     assert gc.peak_distance_px(heatmap, far) == pytest.approx(5.0)
     assert gc.peak_distance_px(np.zeros((10, 10)), far) == float("inf")
     assert gc.peak_distance_px(heatmap, np.zeros((10, 10), bool)) == float("inf")
+
+
+def test_pointing_game_chance_is_the_share_of_brain_near_the_lesion():
+    brain = np.ones((10, 10), bool)
+    lesion = np.zeros((10, 10), bool)
+    lesion[5, 5] = True
+    assert gc.pointing_game_chance(lesion, brain, tolerance_px=0) == pytest.approx(0.01)
+    # 1 px of tolerance: the lesion and its four neighbours.
+    assert gc.pointing_game_chance(lesion, brain, tolerance_px=1) == pytest.approx(0.05)
+    left = np.zeros((10, 10), bool)
+    left[:, :5] = True  # only the neighbour at column 4 lies in this brain
+    assert gc.pointing_game_chance(lesion, left, tolerance_px=1) == pytest.approx(1 / 50)
+    assert gc.pointing_game_chance(lesion, np.zeros((10, 10), bool)) == 0.0
 
 
 def test_random_heatmaps_are_smooth_seeded_maps():

@@ -118,8 +118,9 @@ def test_lesion_masks_exist_only_for_tumour_images(small_tree):
             with Image.open(path) as image, Image.open(mask_file) as mask_image:
                 assert mask_image.mode == "L" and mask_image.size == image.size
                 mask = np.asarray(mask_image)
-            assert set(np.unique(mask)) <= {0, 255}
-            assert (mask > 0).sum() > 0
+            # A label map: the core, the oedema halo around it, and nothing else.
+            assert set(np.unique(mask)) <= {0, syn.HALO_VALUE, syn.CORE_VALUE}
+            assert (mask == syn.CORE_VALUE).sum() > 0
     assert found == 2 * PER_LABEL
     # Masks live outside the dataset folders so ingestion never sees them as images.
     for dataset in syn.DATASET_FOLDERS.values():
@@ -180,6 +181,60 @@ def test_render_phantom_style_sizes_and_masks(style, mode, size):
     assert phantom.brain_mask.shape == (height, width) and phantom.brain_mask.dtype == bool
     assert 0.2 < phantom.brain_mask.mean() < 0.9
     assert phantom.lesion_mask is None
+
+
+def test_lesion_masks_for_reads_the_core_or_the_whole_tumour(small_tree):
+    from brain_pipeline.core.sources import load_raw_data_config
+
+    root, _ = small_tree
+    raw = load_raw_data_config(root)
+    dataset = syn.DATASET_FOLDERS["navoneel"]
+    paths = [p.relative_to(root / dataset).as_posix() for p in _image_files(root / dataset)]
+    datasets = [dataset] * len(paths)
+    core = syn.lesion_masks_for(raw, datasets, paths, 48)
+    whole = syn.lesion_masks_for(raw, datasets, paths, 48, "whole_tumour")
+    tumours = [i for i, path in enumerate(paths) if path.startswith("yes/")]
+    assert [i for i, m in enumerate(core) if m is not None] == tumours
+    assert [i for i, m in enumerate(whole) if m is not None] == tumours
+    for i in tumours:
+        assert core[i].shape == whole[i].shape == (48, 48)
+        assert np.all(whole[i][core[i]])  # the whole tumour holds the core
+    assert sum(whole[i].sum() for i in tumours) > 1.5 * sum(core[i].sum() for i in tumours)
+    with pytest.raises(ValueError, match="lesion region"):
+        syn.lesion_masks_for(raw, datasets, paths, 48, "oedema")
+
+
+def test_whole_tumour_is_core_plus_a_visible_halo():
+    for seed in range(6):
+        phantom = syn.render_phantom(
+            np.random.default_rng(seed), "tumor_brain", "navoneel", difficulty=0.0
+        )
+        core, whole = phantom.lesion_mask, phantom.whole_tumour_mask
+        assert whole is not None and whole.dtype == bool
+        assert np.all(whole[core]) and whole.sum() > core.sum()
+        assert not np.any(whole & ~phantom.brain_mask)
+        labels = phantom.mask_labels()
+        assert np.array_equal(labels == syn.CORE_VALUE, core)
+        assert np.array_equal(labels > 0, whole)
+        # The halo is where the oedema shifts the intensity: it differs from the tissue
+        # around the tumour (the two oedema signs make it brighter or darker).
+        pixels = np.asarray(phantom.image.convert("L"), dtype=np.float32)
+        halo = whole & ~core
+        ring = _dilate(whole, 6) & ~whole & phantom.brain_mask
+        assert abs(np.median(pixels[halo]) - np.median(pixels[ring])) > 8.0, seed
+    healthy = syn.render_phantom(np.random.default_rng(0), "healthy_brain", "navoneel")
+    assert healthy.whole_tumour_mask is None and healthy.mask_labels() is None
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    for _ in range(steps):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= mask[:, :-1]
+        grown[:, :-1] |= mask[:, 1:]
+        mask = grown
+    return mask
 
 
 def test_size_override_is_width_by_height():
