@@ -90,6 +90,7 @@ HEADLINE_METADATA = (
     "accuracy",
     "f1_macro",
     "heat_in_brain",
+    "pointing_game",
     "energy_kwh",
 )
 
