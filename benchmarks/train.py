@@ -7,10 +7,11 @@ One run, four phases, each phase in a fresh process (so its peak memory is its o
 1. prepare - manifest, balanced index and leakage-free splits with the pipeline's defaults;
    tensors cached at the default preprocessing (not timed: the pipeline caches them once).
 2. throughput - the default model fed by the streaming pipeline (tf.data over the
-   memory-mapped tensor cache) and by an in-memory float32 array, alternating rounds on the
-   same images, the order swapped every round, after one untimed warm-up run; images/s of
-   the timed epochs (the first epoch of each run, which traces the graph, is left out).
-   `streaming_vs_inmemory` = median streaming / median in-memory.
+   memory-mapped tensor cache) and by an in-memory float32 array on the same images: one
+   model per input, one timed epoch of each per round, the order swapped every round
+   (`--throughput-rounds`), after an untimed warm-up (each model's first epoch, which
+   traces the graph, is left out). `streaming_vs_inmemory` = median streaming / median
+   in-memory images/s; `streaming_vs_inmemory_paired` = median of the rounds' ratios.
 3. default - a full training with the default config on all of train (early stopping on
    val), the validation macro-F1 and wall time after every epoch, then the test split:
    accuracy, macro-F1, per class, per source, within-source healthy vs Alzheimer, and the
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=None, help="tensor caches; default temp")
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--throughput-images", type=int, default=2048)
-    parser.add_argument("--throughput-rounds", type=int, default=3)
+    parser.add_argument("--throughput-rounds", type=int, default=9)
     parser.add_argument("--seed-image-size", type=int, default=512)
     parser.add_argument("--seed-cap-min", type=float, default=20.0)
     parser.add_argument("--seed-chunk-steps", type=int, default=40)
@@ -171,7 +172,9 @@ def throughput(args_dict: dict) -> dict:
         data = tf.data.Dataset.from_tensor_slices((array, one_hot))
         return data.shuffle(len(array), seed=0).batch(config.batch_size).prefetch(2)
 
-    def images_per_second(make_input) -> float:
+    def trainer(make_input):
+        """A fresh default model and its input; each call of the result trains one epoch
+        and returns its images/s."""
         keras.utils.set_random_seed(0)
         model = build_model(
             config.architecture,
@@ -184,31 +187,40 @@ def throughput(args_dict: dict) -> dict:
         )
         data = make_input()
         model.fit(data, epochs=1, verbose=0)  # traces the graph; not timed
-        started = time.perf_counter()
-        model.fit(data, epochs=2, verbose=0)
-        return 2 * n / (time.perf_counter() - started)
 
-    # A throw-away run first: the first model in a process is slower (allocator, oneDNN
+        def epoch() -> float:
+            started = time.perf_counter()
+            model.fit(data, epochs=1, verbose=0)
+            return n / (time.perf_counter() - started)
+
+        return epoch
+
+    # A throw-away epoch first: the first model in a process is slower (allocator, oneDNN
     # primitive caches), which would penalise whichever input went first.
-    images_per_second(in_memory)
+    trainer(in_memory)()
+    epochs = {"streaming": trainer(streaming), "in-memory": trainer(in_memory)}
+    # One epoch of each per round, the order swapped every round. This machine's speed
+    # jumps between levels that last tens of seconds (a 2-epoch run lands at 50, 67 or 100
+    # img/s whatever its input), so short alternating samples and the median of many are
+    # what tells the inputs apart.
     rounds = []
     for round_index in range(args_dict["throughput_rounds"]):
-        # Alternate the order, so drift in machine load hits both inputs alike.
-        kinds = [("streaming", streaming), ("in-memory", in_memory)]
-        rates = {
-            name: images_per_second(make) for name, make in kinds[:: 1 - 2 * (round_index % 2)]
-        }
+        names = list(epochs)[:: 1 - 2 * (round_index % 2)]
+        rates = {name: epochs[name]() for name in names}
         print(
             f"  round {round_index + 1}: streaming {rates['streaming']:.1f} img/s, "
             f"in-memory {rates['in-memory']:.1f} img/s",
             flush=True,
         )
         rounds.append((rates["streaming"], rates["in-memory"]))
-    stream_rates, memory_rates = zip(*rounds, strict=True)
+    stream_rates, memory_rates = (np.array(r) for r in zip(*rounds, strict=True))
     return {
         "streaming_images_per_s": float(np.median(stream_rates)),
         "inmemory_images_per_s": float(np.median(memory_rates)),
         "streaming_vs_inmemory": float(np.median(stream_rates) / np.median(memory_rates)),
+        # Each round's two epochs ran back to back: the median of their ratios.
+        "streaming_vs_inmemory_paired": float(np.median(stream_rates / memory_rates)),
+        "throughput_rounds": len(rounds),
         "throughput_images": n,
     }
 
