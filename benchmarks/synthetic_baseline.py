@@ -24,7 +24,7 @@ from brain_pipeline.core import evaluation, gradcam, splits
 from brain_pipeline.core.artifacts import write_figure
 from brain_pipeline.core.imaging import Preprocessing
 from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.core.synthetic import lesion_masks_for
+from brain_pipeline.core.synthetic import lesion_masks_by_region
 from brain_pipeline.core.training import predict_probabilities, train_classifier
 from brain_pipeline.defs.assets import TrainingParams
 
@@ -121,10 +121,8 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
 
     # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
     images = np.asarray(test_x, dtype=np.float32)
-    masks = lesion_masks_for(raw, test["dataset"], test["path"], config.image_size)
-    whole_tumour = lesion_masks_for(
-        raw, test["dataset"], test["path"], config.image_size, "whole_tumour"
-    )
+    regions = lesion_masks_by_region(raw, test["dataset"], test["path"], config.image_size)
+    masks, whole_tumour = regions["core"], regions["whole_tumour"]
     predicted = probabilities.argmax(axis=1)
     heatmaps = gradcam.gradcam(model, images, predicted)
     scores = gradcam.score_explanations(

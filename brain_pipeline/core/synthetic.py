@@ -818,23 +818,41 @@ def lesion_masks_for(
     """Ground-truth lesion masks of some images, in model-input geometry; None where absent.
 
     ``region`` is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; masks
-    written before the halo was recorded give the core for both). Only images with a mask
-    file are decoded (the image decides the crop), so on real data, which has no masks, this
-    reads nothing.
+    written before the halo was recorded give the core for both). For both regions at once,
+    without reading everything twice, use lesion_masks_by_region.
     """
-    _check_choice("lesion region", region, LESION_REGIONS)
+    return lesion_masks_by_region(raw, datasets, paths, image_size, (region,))[region]
+
+
+def lesion_masks_by_region(
+    raw: RawDataConfig,
+    datasets: Sequence[str],
+    paths: Sequence[str],
+    image_size: int,
+    regions: Sequence[str] = LESION_REGIONS,
+) -> dict[str, list[np.ndarray | None]]:
+    """lesion_masks_for for several ``regions`` from one read of each mask and image.
+
+    Only images with a mask file are decoded (the image decides the crop), so on real data,
+    which has no masks, this reads nothing.
+    """
+    for region in regions:
+        _check_choice("lesion region", region, LESION_REGIONS)
     if raw.lesion_masks_dir is None:
-        return [None] * len(datasets)
+        return {region: [None] * len(datasets) for region in regions}
+    masks: dict[str, list[np.ndarray | None]] = {region: [] for region in regions}
     roots = raw.roots
-    masks: list[np.ndarray | None] = []
     for dataset, relative in zip(datasets, paths, strict=True):
         mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
         if not mask_file.exists():
-            masks.append(None)
+            for region in regions:
+                masks[region].append(None)
             continue
-        mask = np.asarray(Image.open(mask_file).convert("L")) > _REGION_THRESHOLD[region]
+        labels = np.asarray(Image.open(mask_file).convert("L"))
         image = load_image(filesystem_path(roots[dataset], relative))
-        masks.append(mask_to_model_geometry(image, mask, image_size))
+        for region in regions:
+            region_mask = labels > _REGION_THRESHOLD[region]
+            masks[region].append(mask_to_model_geometry(image, region_mask, image_size))
     return masks
 
 

@@ -672,7 +672,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         import keras
 
         from brain_pipeline.core import gradcam
-        from brain_pipeline.core.synthetic import lesion_masks_for
+        from brain_pipeline.core.synthetic import lesion_masks_by_region
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")
@@ -702,12 +702,9 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
             predicted = probabilities.argmax(axis=1)
             chosen = _gallery_selection(labels, predicted, config.images_per_gallery, config.seed)
             # Localisation is scored on every test image with a lesion mask (phantoms only).
-            masks = lesion_masks_for(raw, test["dataset"], test["path"], image_size)
+            regions = lesion_masks_by_region(raw, test["dataset"], test["path"], image_size)
+            masks, whole_tumour = regions["core"], regions["whole_tumour"]
             lesioned = [i for i, mask in enumerate(masks) if mask is not None]
-            lesioned_test = test.iloc[lesioned]
-            whole_tumour = lesion_masks_for(
-                raw, lesioned_test["dataset"], lesioned_test["path"], image_size, "whole_tumour"
-            )
             heatmaps = gradcam.gradcam(
                 model,
                 images[chosen],
@@ -722,7 +719,7 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
                 predicted[chosen],
                 lesion_images=images[lesioned],
                 lesion_masks=[masks[i] for i in lesioned],
-                whole_tumour_masks=whole_tumour,
+                whole_tumour_masks=[whole_tumour[i] for i in lesioned],
                 lesion_class=TARGET_CLASSES.index("tumor_brain"),
                 seed=config.seed,
                 method=config.method,

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.core import synthetic as syn
+from brain_pipeline.core.gradcam import _morph
 
 SMALL = 0.25  # image_scale that keeps every test fast
 PER_LABEL = 5
@@ -193,6 +194,11 @@ def test_lesion_masks_for_reads_the_core_or_the_whole_tumour(small_tree):
     datasets = [dataset] * len(paths)
     core = syn.lesion_masks_for(raw, datasets, paths, 48)
     whole = syn.lesion_masks_for(raw, datasets, paths, 48, "whole_tumour")
+    both = syn.lesion_masks_by_region(raw, datasets, paths, 48)
+    for region, single in (("core", core), ("whole_tumour", whole)):
+        assert len(both[region]) == len(single)
+        for a, b in zip(both[region], single, strict=True):
+            assert (a is None and b is None) or np.array_equal(a, b)
     tumours = [i for i, path in enumerate(paths) if path.startswith("yes/")]
     assert [i for i, m in enumerate(core) if m is not None] == tumours
     assert [i for i, m in enumerate(whole) if m is not None] == tumours
@@ -220,21 +226,10 @@ def test_whole_tumour_is_core_plus_a_visible_halo():
         # around the tumour (the two oedema signs make it brighter or darker).
         pixels = np.asarray(phantom.image.convert("L"), dtype=np.float32)
         halo = whole & ~core
-        ring = _dilate(whole, 6) & ~whole & phantom.brain_mask
+        ring = _morph(whole, 6, erode=False) & ~whole & phantom.brain_mask
         assert abs(np.median(pixels[halo]) - np.median(pixels[ring])) > 8.0, seed
     healthy = syn.render_phantom(np.random.default_rng(0), "healthy_brain", "navoneel")
     assert healthy.whole_tumour_mask is None and healthy.mask_labels() is None
-
-
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    for _ in range(steps):
-        grown = mask.copy()
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-        grown[:, 1:] |= mask[:, :-1]
-        grown[:, :-1] |= mask[:, 1:]
-        mask = grown
-    return mask
 
 
 def test_size_override_is_width_by_height():
