@@ -24,10 +24,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from brain_pipeline.core import evaluation
-from brain_pipeline.core.imaging import Preprocessing
-from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.core.training import (
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model import evaluation
+from brain_pipeline.core.model.training import (
     batchnorm_layers,
     predict_probabilities,
     recompute_batchnorm_statistics,

@@ -12,33 +12,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core import dedup, splits
-from brain_pipeline.core.imaging import (
+from brain_pipeline.core.data import dedup, splits
+from brain_pipeline.core.data.manifest import build_manifest
+from brain_pipeline.core.data.sources import TARGET_CLASSES, RawDataConfig, load_raw_data_config
+from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
     build_tensor_cache,
     class_indices,
     filesystem_path,
 )
-from brain_pipeline.core.manifest import build_manifest
-from brain_pipeline.core.sources import TARGET_CLASSES, RawDataConfig, load_raw_data_config
-from brain_pipeline.defs.assets import IndexConfig, SplitConfig
 
 
 def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
     """Manifest, balanced index and splits of `data_dir` with the pipeline's defaults."""
     raw = load_raw_data_config(data_dir)
     manifest, _ = build_manifest(raw.datasets)
-    index_config, split_config = IndexConfig(), SplitConfig()
+    index_settings = dedup.IndexSettings()
     index, _, _ = dedup.build_balanced_index(
-        manifest, seed=index_config.seed, near_duplicate_cosine=index_config.near_duplicate_cosine
+        manifest,
+        seed=index_settings.seed,
+        near_duplicate_cosine=index_settings.near_duplicate_cosine,
     )
-    table = splits.assign_splits(
-        index,
-        salt=split_config.salt,
-        val_fraction=split_config.val_fraction,
-        test_fraction=split_config.test_fraction,
-    )
-    return raw, table
+    return raw, splits.split_index(index, splits.SplitSettings())
 
 
 def split_tensors(

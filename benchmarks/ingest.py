@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core.dedup import build_balanced_index
-from brain_pipeline.core.manifest import build_manifest, manifest_summary
-from brain_pipeline.core.sources import load_raw_data_config
-from brain_pipeline.core.splits import assign_splits, leakage_report
+from brain_pipeline.core.data.dedup import build_balanced_index
+from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
+from brain_pipeline.core.data.sources import load_raw_data_config
+from brain_pipeline.core.data.splits import assign_splits, leakage_report
 
 
 def _add_files(folder: Path, sources: list[Path]) -> None:

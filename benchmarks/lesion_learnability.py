@@ -18,10 +18,10 @@ import time
 import keras
 import numpy as np
 
-from brain_pipeline.core import gradcam
-from brain_pipeline.core.imaging import Preprocessing
-from brain_pipeline.core.model import AugmentationConfig, build_model
-from brain_pipeline.core.synthetic import render_phantom
+from brain_pipeline.core.explain import gradcam
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
+from brain_pipeline.core.phantoms import render_phantom
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from brain_pipeline.core.locations import default_data_dir
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
-from brain_pipeline.defs.resources import default_data_dir
 
 
 def main() -> None:

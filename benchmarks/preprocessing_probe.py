@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brain_pipeline.core.imaging import Preprocessing, filesystem_path, load_image
-from brain_pipeline.core.shortcuts import probe_accuracy, tensor_statistics
+from brain_pipeline.core.data.shortcuts import probe_accuracy, tensor_statistics
+from brain_pipeline.core.imaging.preprocessing import Preprocessing, filesystem_path, load_image
 
 from benchdata import prepared_splits
 

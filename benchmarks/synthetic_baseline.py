@@ -20,12 +20,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from brain_pipeline.core import evaluation, gradcam, splits
 from brain_pipeline.core.artifacts import write_figure
-from brain_pipeline.core.imaging import Preprocessing
-from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.core.synthetic import lesion_masks_by_region
-from brain_pipeline.core.training import predict_probabilities, train_classifier
+from brain_pipeline.core.data import splits
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.explain import gradcam
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model import evaluation
+from brain_pipeline.core.model.training import predict_probabilities, train_classifier
+from brain_pipeline.core.phantoms import lesion_masks_by_region
 from brain_pipeline.defs.assets import TrainingParams
 
 from benchdata import prepared_splits, run_in_folder, split_tensors

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.emissions import TrackerSettings, track_step
-from brain_pipeline.core.sources import TARGET_CLASSES
-from brain_pipeline.core.training import TrainingConfig, train_classifier
-from brain_pipeline.defs.resources import default_data_dir
+from brain_pipeline.core.locations import default_data_dir
+from brain_pipeline.core.model.training import TrainingConfig, train_classifier
 
 from benchdata import prepared_splits, split_tensors
 

@@ -76,14 +76,14 @@ def _splits(args_dict: dict):
     """The raw-data config and the split table that the prepare phase wrote for this run."""
     import pandas as pd
 
-    from brain_pipeline.core.sources import load_raw_data_config
+    from brain_pipeline.core.data.sources import load_raw_data_config
 
     table = pd.read_parquet(Path(args_dict["work_dir"]) / SPLITS_FILE)
     return load_raw_data_config(args_dict["data_dir"]), table
 
 
 def _load(args_dict: dict):
-    from brain_pipeline.core.training import TrainingConfig
+    from brain_pipeline.core.model.training import TrainingConfig
 
     from benchdata import split_tensors
 
@@ -151,9 +151,9 @@ def throughput(args_dict: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from brain_pipeline.core.imaging import batch_stream
-    from brain_pipeline.core.model import build_model
-    from brain_pipeline.core.sources import TARGET_CLASSES
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.model.architectures import build_model
+    from brain_pipeline.core.model.inputs import batch_stream
 
     config, _, parts = _load(args_dict)
     _, train_x, train_y = parts["train"]
@@ -230,9 +230,10 @@ def default_run(args_dict: dict) -> dict:
     import numpy as np
     import pandas as pd
 
-    from brain_pipeline.core import evaluation, shortcuts
-    from brain_pipeline.core.sources import TARGET_CLASSES
-    from brain_pipeline.core.training import predict_probabilities, train_classifier
+    from brain_pipeline.core.data import shortcuts
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.model import evaluation
+    from brain_pipeline.core.model.training import predict_probabilities, train_classifier
 
     config, table, parts = _load(args_dict)
     (_, train_x, train_y), (_, val_x, val_y) = parts["train"], parts["val"]
@@ -310,10 +311,11 @@ def seed_run(args_dict: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    from brain_pipeline.core.imaging import Preprocessing, batch_stream
-    from brain_pipeline.core.model import build_model
-    from brain_pipeline.core.sources import TARGET_CLASSES
-    from brain_pipeline.core.training import TrainingConfig, balanced_class_weights
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.imaging.preprocessing import Preprocessing
+    from brain_pipeline.core.model.architectures import build_model
+    from brain_pipeline.core.model.inputs import batch_stream
+    from brain_pipeline.core.model.training import TrainingConfig, balanced_class_weights
 
     from benchdata import split_tensors
 

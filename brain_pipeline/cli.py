@@ -13,7 +13,7 @@ MODEL_ASSET = "trained_model"
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from brain_pipeline.core.synthetic import synthesize_datasets
+    from brain_pipeline.core.phantoms import synthesize_datasets
 
     started = time.perf_counter()
     summary = synthesize_datasets(
@@ -118,8 +118,8 @@ def _model_path(explicit: str | None) -> Path:
 def _preprocessing_for(model_path: Path, input_size: int):
     """The preprocessing recorded beside the model; for a bare .keras file (user-supplied
     weights), this project's training defaults at the model's input size, with a warning."""
-    from brain_pipeline.core.imaging import Preprocessing
-    from brain_pipeline.core.training import TrainingConfig
+    from brain_pipeline.core.imaging.preprocessing import Preprocessing
+    from brain_pipeline.core.model.training import TrainingConfig
 
     if Preprocessing.record_path(model_path).exists():
         return Preprocessing.for_model(model_path, input_size)
@@ -145,7 +145,7 @@ def _load_model(explicit: str | None):
 
 def _load_inputs(paths: list[str], preprocessing):
     """Preprocess each file; failures become per-file error messages, not an abort."""
-    from brain_pipeline.core.imaging import load_image
+    from brain_pipeline.core.imaging.preprocessing import load_image
 
     tensors, errors = {}, {}
     for path in paths:
@@ -161,7 +161,7 @@ def _load_inputs(paths: list[str], preprocessing):
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from brain_pipeline.core.sources import TARGET_CLASSES
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
 
     model, preprocessing = _load_model(args.model)
     tensors, errors = _load_inputs(args.images, preprocessing)
@@ -190,9 +190,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from brain_pipeline.core import gradcam
     from brain_pipeline.core.artifacts import write_figure
-    from brain_pipeline.core.sources import TARGET_CLASSES
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.explain import gradcam
 
     model, preprocessing = _load_model(args.model)
     tensors, errors = _load_inputs([args.image], preprocessing)

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from brain_pipeline.core.sources import load_raw_data_config
+from brain_pipeline.core.data.sources import load_raw_data_config
+from brain_pipeline.core.locations import default_artifacts_dir, default_data_dir
 from brain_pipeline.defs.assets import build_assets, raw_dataset_asset
 from brain_pipeline.defs.automation import build_automation
 from brain_pipeline.defs.checks import ALL_CHECKS
-from brain_pipeline.defs.resources import (
-    CarbonTracker,
-    PipelineStorage,
-    default_artifacts_dir,
-    default_data_dir,
-)
+from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 
 FULL_PIPELINE_JOB = "full_pipeline"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from brain_pipeline.core.synthetic import synthesize_datasets
+from brain_pipeline.core.phantoms import synthesize_datasets
 
 
 @pytest.fixture(scope="session")

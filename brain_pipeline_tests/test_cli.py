@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.cli import _preprocessing_for, main
-from brain_pipeline.core.imaging import Preprocessing
-from brain_pipeline.core.model import build_model
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model.architectures import build_model
 
 TINY_CONFIG = {
     "ops": {
@@ -156,7 +156,7 @@ def test_lineage_traces_a_gallery_png_back_to_raw_images(materialized_home: Path
     # The gallery's images are raw files whose hashes match the bytes on disk.
     import hashlib
 
-    from brain_pipeline.core.sources import load_raw_data_config
+    from brain_pipeline.core.data.sources import load_raw_data_config
 
     raw = load_raw_data_config(Path(manifest_node["config"]["data_dir"]))
     roots = {spec.name: spec.root for spec in raw.datasets}

@@ -75,7 +75,7 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
 
 
 def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
-    from brain_pipeline.core.training import TrainingConfig
+    from brain_pipeline.core.model.training import TrainingConfig
 
     assert assets.TrainingParams().to_core() == TrainingConfig()
     assert assets.TrainingParams(augment=False).to_core().augmentation.enabled is False

@@ -10,14 +10,21 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core import dedup, evaluation, plots, shortcuts, splits
+from brain_pipeline.core import plots
 from brain_pipeline.core.artifacts import read_json, write_json, write_parquet
+from brain_pipeline.core.data import dedup, shortcuts, splits
+from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
+from brain_pipeline.core.data.sources import (
+    TARGET_CLASSES,
+    DatasetSpec,
+    dataset_fingerprint,
+)
 from brain_pipeline.core.emissions import (
     append_history,
     efficiency_by_model_version,
     track_step,
 )
-from brain_pipeline.core.imaging import (
+from brain_pipeline.core.imaging.preprocessing import (
     PREPROCESSING_VERSION,
     Preprocessing,
     build_tensor_cache,
@@ -26,14 +33,13 @@ from brain_pipeline.core.imaging import (
     load_image,
     preprocess_image,
 )
-from brain_pipeline.core.manifest import build_manifest, manifest_summary
-from brain_pipeline.core.model import AugmentationConfig
-from brain_pipeline.core.sources import (
-    TARGET_CLASSES,
-    DatasetSpec,
-    dataset_fingerprint,
+from brain_pipeline.core.model import evaluation
+from brain_pipeline.core.model.architectures import AugmentationConfig
+from brain_pipeline.core.model.training import (
+    TrainingConfig,
+    predict_probabilities,
+    train_classifier,
 )
-from brain_pipeline.core.training import TrainingConfig, predict_probabilities, train_classifier
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
     UpstreamArtifact,
@@ -671,8 +677,8 @@ def build_assets(raw_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
         """Grad-CAM overlays per class, correct and misclassified, with trust scores."""
         import keras
 
-        from brain_pipeline.core import gradcam
-        from brain_pipeline.core.synthetic import lesion_masks_by_region
+        from brain_pipeline.core.explain import gradcam
+        from brain_pipeline.core.phantoms import lesion_masks_by_region
 
         model_artifact = upstream_artifact(context, "trained_model")
         splits_artifact = upstream_artifact(context, "dataset_splits")

@@ -12,7 +12,7 @@ import os
 
 import dagster as dg
 
-from brain_pipeline.core.sources import RawDataConfig, dataset_fingerprint
+from brain_pipeline.core.data.sources import RawDataConfig, dataset_fingerprint
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"

@@ -5,10 +5,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import shortcuts, splits
 from brain_pipeline.core.artifacts import read_json
-from brain_pipeline.core.dedup import cross_split_near_duplicates
-from brain_pipeline.core.sources import TARGET_CLASSES
+from brain_pipeline.core.data import shortcuts, splits
+from brain_pipeline.core.data.dedup import cross_split_near_duplicates
+from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.defs.support import upstream_artifact
 
 MAX_REJECT_RATE = 0.05

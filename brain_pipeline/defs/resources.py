@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
+from brain_pipeline.core.data.sources import RawDataConfig, load_raw_data_config
 from brain_pipeline.core.emissions import TrackerSettings
-from brain_pipeline.core.sources import RawDataConfig, load_raw_data_config
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR_ENV = "BRAIN_PIPELINE_DATA_DIR"
-ARTIFACTS_DIR_ENV = "BRAIN_PIPELINE_ARTIFACTS_DIR"
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT / "data").expanduser().resolve()
-
-
-def default_artifacts_dir() -> Path:
-    return Path(os.environ.get(ARTIFACTS_DIR_ENV) or REPO_ROOT / "artifacts").expanduser().resolve()
 
 
 class PipelineStorage(dg.ConfigurableResource):

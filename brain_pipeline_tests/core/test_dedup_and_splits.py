@@ -9,8 +9,12 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brain_pipeline.core.dedup import build_balanced_index, near_duplicate_groups, thumbnail_matrix
-from brain_pipeline.core.splits import assign_splits, leakage_report
+from brain_pipeline.core.data.dedup import (
+    build_balanced_index,
+    near_duplicate_groups,
+    thumbnail_matrix,
+)
+from brain_pipeline.core.data.splits import assign_splits, leakage_report
 
 
 def _thumb(seed: int, noise: float = 0.0, base_seed: int | None = None) -> bytes:
@@ -140,7 +144,7 @@ def _table(rows):
     salt=st.text(max_size=6),
 )
 def test_new_images_joining_a_group_never_move_existing_images(n_groups, joins, salt) -> None:
-    from brain_pipeline.core.splits import keep_previous_assignment
+    from brain_pipeline.core.data.splits import keep_previous_assignment
 
     old = _table([(f"s{g}", f"g{g}", "tumor_brain") for g in range(n_groups)])
     yesterday = assign_splits(old, salt=salt)
@@ -157,7 +161,7 @@ def test_new_images_joining_a_group_never_move_existing_images(n_groups, joins, 
 
 
 def test_a_bridge_between_splits_is_resolved_toward_test_and_reported() -> None:
-    from brain_pipeline.core.splits import keep_previous_assignment
+    from brain_pipeline.core.data.splits import keep_previous_assignment
 
     yesterday = pd.DataFrame(
         {
@@ -186,7 +190,7 @@ def test_a_bridge_between_splits_is_resolved_toward_test_and_reported() -> None:
 
 
 def test_fixed_test_count_protocol_takes_whole_groups() -> None:
-    from brain_pipeline.core.splits import assign_fixed_test_count
+    from brain_pipeline.core.data.splits import assign_fixed_test_count
 
     rows = [
         (f"{c}{g}_{i}", f"{c}{g}", c)
@@ -202,7 +206,7 @@ def test_fixed_test_count_protocol_takes_whole_groups() -> None:
 
 
 def test_cross_split_check_finds_a_near_copy_that_group_ids_missed() -> None:
-    from brain_pipeline.core.dedup import cross_split_near_duplicates
+    from brain_pipeline.core.data.dedup import cross_split_near_duplicates
 
     thumbs = pd.Series(
         {"a": _thumb(1), "a_resized": _thumb(2, 2.0, base_seed=1), "b": _thumb(3), "c": _thumb(4)}
@@ -218,8 +222,8 @@ def test_cross_split_check_finds_a_near_copy_that_group_ids_missed() -> None:
 def test_a_resized_copy_in_another_dataset_joins_the_same_group(tmp_path) -> None:
     from PIL import Image
 
-    from brain_pipeline.core.manifest import build_manifest
-    from brain_pipeline.core.sources import DatasetSpec
+    from brain_pipeline.core.data.manifest import build_manifest
+    from brain_pipeline.core.data.sources import DatasetSpec
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:256, :256]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from brain_pipeline.core.evaluation import (
+from brain_pipeline.core.model.evaluation import (
     classification_metrics,
     expected_calibration_error,
     metrics_by_group,

@@ -1,4 +1,4 @@
-"""Tests for brain_pipeline.core.gradcam on tiny synthetic "brains".
+"""Tests for brain_pipeline.core.explain.gradcam on tiny synthetic "brains".
 
 Images are 32x32: a bright disc ("brain") at a random position; class 1 adds a
 small bright square ("lesion") inside the disc. A tiny CNN learns the task in a
@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from brain_pipeline.core import gradcam as gc
-from brain_pipeline.core import imaging
-from brain_pipeline.core.imaging import Preprocessing
-from brain_pipeline.core.synthetic import render_phantom
+from brain_pipeline.core.explain import gradcam as gc
+from brain_pipeline.core.imaging import preprocessing as imaging
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.phantoms import render_phantom
 
 SIZE = 32
 LESION = 4

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brain_pipeline.core.imaging import (
+from brain_pipeline.core.data.manifest import display_path
+from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
-    batch_stream,
     build_tensor_cache,
     equalise_foreground,
     filesystem_path,
     preprocess_image,
     preprocess_with_mask,
 )
-from brain_pipeline.core.manifest import display_path
 
 # Geometry tests read intensities directly, so they use the plain percentile scaling.
 PERCENTILE_64 = Preprocessing(64, intensity="percentile")
@@ -66,16 +65,6 @@ def test_tensor_cache_is_built_once_and_read_back(tmp_path: Path) -> None:
         path.unlink()  # a second build must not need the images
     second = build_tensor_cache(files, ["a", "b", "c"], Preprocessing(32), tmp_path / "cache")
     assert np.array_equal(first, second)
-
-
-def test_batch_stream_yields_every_image_once_per_epoch() -> None:
-    tensors = np.arange(10, dtype=np.float16).reshape(10, 1, 1, 1) * np.ones(
-        (1, 4, 4, 1), np.float16
-    )
-    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    stream = batch_stream(tensors, labels, 3, batch_size=4, shuffle=True, seed=1)
-    seen = np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in stream])
-    assert sorted(seen.tolist()) == list(range(10))
 
 
 def test_non_utf8_names_round_trip(tmp_path: Path) -> None:

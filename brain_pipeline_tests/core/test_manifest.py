@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.core.manifest import build_manifest, manifest_summary
-from brain_pipeline.core.sources import DatasetSpec
+from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
+from brain_pipeline.core.data.sources import DatasetSpec
 
 
 def _jpeg(value: int = 120, size=(40, 48), mode="RGB") -> bytes:
@@ -110,7 +110,7 @@ def test_decompression_bomb_is_rejected(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "bombs" / "yes"
     root.mkdir(parents=True)
     (root / "bomb.png").write_bytes(_png(Image.new("L", (3000, 3000))))
-    monkeypatch.setattr("brain_pipeline.core.manifest.MAX_IMAGE_PIXELS", 1_000_000)
+    monkeypatch.setattr("brain_pipeline.core.data.manifest.MAX_IMAGE_PIXELS", 1_000_000)
     manifest, _ = build_manifest([DatasetSpec("bombs", tmp_path / "bombs")])
     assert manifest.loc[0, "status"] == "rejected"
     assert "decompression bomb" in manifest.loc[0, "reason"]

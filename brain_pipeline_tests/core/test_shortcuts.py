@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core.shortcuts import probe_accuracy, raw_file_statistics, tensor_statistics
+from brain_pipeline.core.data.shortcuts import (
+    probe_accuracy,
+    raw_file_statistics,
+    tensor_statistics,
+)
 
 
 def _rows(n: int, confounded: bool, seed: int = 0) -> pd.DataFrame:

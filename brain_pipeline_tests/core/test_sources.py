@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from brain_pipeline.core.sources import (
+from brain_pipeline.core.data.sources import (
     DEFAULT_CLASS_MAP,
     DatasetConfigError,
     dataset_fingerprint,

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from brain_pipeline.core.model import AugmentationConfig, build_model
-from brain_pipeline.core.training import (
+from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
+from brain_pipeline.core.model.training import (
     TrainingConfig,
     predict_probabilities,
     recompute_batchnorm_statistics,

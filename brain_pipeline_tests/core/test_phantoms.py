@@ -1,4 +1,4 @@
-"""Tests for brain_pipeline.core.synthetic: layout, determinism, masks and disease signal."""
+"""Tests for brain_pipeline.core.phantoms: layout, determinism, masks and disease signal."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brain_pipeline.core import synthetic as syn
-from brain_pipeline.core.gradcam import _morph
+from brain_pipeline.core import phantoms as syn
+from brain_pipeline.core.explain.gradcam import _morph
 
 SMALL = 0.25  # image_scale that keeps every test fast
 PER_LABEL = 5
@@ -185,7 +185,7 @@ def test_render_phantom_style_sizes_and_masks(style, mode, size):
 
 
 def test_lesion_masks_for_reads_the_core_or_the_whole_tumour(small_tree):
-    from brain_pipeline.core.sources import load_raw_data_config
+    from brain_pipeline.core.data.sources import load_raw_data_config
 
     root, _ = small_tree
     raw = load_raw_data_config(root)

@@ -15,8 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from brain_pipeline.core.imaging import Preprocessing, batch_stream
-from brain_pipeline.core.model import AugmentationConfig, build_model
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
+from brain_pipeline.core.model.inputs import batch_stream
 
 
 @dataclass(frozen=True)

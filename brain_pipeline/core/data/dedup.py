@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
 
 # Measured on the real Kaggle sets: 0.99 recovers ~one group per Alzheimer subject without
 # chaining unrelated slices together (a 64-bit dHash at distance <= 4 merges 88% of images).
@@ -119,6 +119,15 @@ def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
     return (
         kept.drop(columns="_order").sort_values(["target_class", "sha256"]).reset_index(drop=True)
     )
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How the balanced index is built; `defs.ingestion.IndexConfig` mirrors these defaults."""
+
+    seed: int = 0
+    near_duplicate_cosine: float = DEFAULT_NEAR_DUPLICATE_COSINE
+    balance_classes: bool = True
 
 
 def build_balanced_index(

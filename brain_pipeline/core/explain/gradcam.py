@@ -27,7 +27,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from brain_pipeline.core.imaging import MASK_MAX_SIDE, box_blur
+from brain_pipeline.core.imaging.preprocessing import MASK_MAX_SIDE, box_blur
 
 METHODS = ("gradcam", "gradcam++")
 LOGITS_LAYER = "logits"

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from brain_pipeline.core.sources import ALZHEIMER_SOURCE_LABELS
+from brain_pipeline.core.data.sources import ALZHEIMER_SOURCE_LABELS
 
 
 def expected_calibration_error(

@@ -33,6 +33,34 @@ def split_for_position(position: float, val_fraction: float, test_fraction: floa
     return "train"
 
 
+@dataclass(frozen=True)
+class SplitSettings:
+    """How images are split; `defs.ingestion.SplitConfig` mirrors these defaults."""
+
+    salt: str = "brain_pipeline"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # The study's protocol: this many test images per class (test_fraction is then unused).
+    test_images_per_class: int | None = None
+
+
+def split_index(index: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
+    """Add a `split` column by near-duplicate group, as `settings` asks."""
+    if settings.test_images_per_class:
+        return assign_fixed_test_count(
+            index,
+            salt=settings.salt,
+            test_per_class=settings.test_images_per_class,
+            val_fraction=settings.val_fraction,
+        )
+    return assign_splits(
+        index,
+        salt=settings.salt,
+        val_fraction=settings.val_fraction,
+        test_fraction=settings.test_fraction,
+    )
+
+
 def assign_splits(
     index: pd.DataFrame, *, salt: str, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from brain_pipeline.core.sources import (
+from brain_pipeline.core.data.sources import (
     IMAGE_SUFFIXES,
     DatasetSpec,
     iter_dataset_files,

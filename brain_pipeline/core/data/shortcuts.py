@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import GroupKFold
 from threadpoolctl import threadpool_limits
 
-from brain_pipeline.core.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
 
 RAW_FEATURES = ("width", "height", "channels", "format", "mean_intensity", "std_intensity")
 TENSOR_FEATURES = ("mean_intensity", "std_intensity", "foreground_fraction")

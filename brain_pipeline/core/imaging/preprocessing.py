@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from brain_pipeline.core.artifacts import atomic_path
-from brain_pipeline.core.manifest import to_grayscale
+from brain_pipeline.core.data.manifest import to_grayscale
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
 PREPROCESSING_VERSION = "4"
@@ -169,7 +169,7 @@ def strip_skull(array: np.ndarray) -> np.ndarray:
     skull-stripped, the tumour sources are not); removing it makes every source look alike
     outside the brain, so the model has to look inside it.
     """
-    from brain_pipeline.core.gradcam import estimate_brain_mask
+    from brain_pipeline.core.explain.gradcam import estimate_brain_mask
 
     return array * estimate_brain_mask(array)[..., np.newaxis]
 
@@ -270,36 +270,3 @@ def class_indices(labels: Sequence[str], class_names: Sequence[str]) -> np.ndarr
     if unknown:
         raise ValueError(f"labels {unknown} are not among the classes {list(class_names)}")
     return np.array([lookup[label] for label in labels], dtype=np.int64)
-
-
-def batch_stream(
-    tensors: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-):
-    """A tf.data pipeline reading batches from the (memory-mapped) tensor cache."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    one_hot = np.eye(n_classes, dtype=np.float32)[labels]
-
-    def batches():
-        order = rng.permutation(len(tensors)) if shuffle else np.arange(len(tensors))
-        for start in range(0, len(order), batch_size):
-            # Sorted indices read the memory map sequentially.
-            chosen = np.sort(order[start : start + batch_size])
-            yield np.asarray(tensors[chosen], dtype=np.float32), one_hot[chosen]
-
-    size = tensors.shape[1]
-    signature = (
-        tf.TensorSpec(shape=(None, size, size, 1), dtype=tf.float32),
-        tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
-    )
-    n_batches = -(-len(tensors) // batch_size)
-    stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    # A known length lets Keras size its epochs without running the generator dry first.
-    return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)

@@ -21,10 +21,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core.imaging import filesystem_path, load_image, mask_to_model_geometry
-from brain_pipeline.core.sources import RawDataConfig
+from brain_pipeline.core.data.sources import TARGET_CLASSES, RawDataConfig
+from brain_pipeline.core.imaging.preprocessing import (
+    filesystem_path,
+    load_image,
+    mask_to_model_geometry,
+)
 
-TARGET_CLASSES = ("healthy_brain", "tumor_brain", "alzheimer_brain")
 STYLES = ("navoneel", "preetviradiya", "alzheimer")
 ALZHEIMER_GRADES = ("VeryMildDemented", "MildDemented", "ModerateDemented")
 ALZHEIMER_HEALTHY_LABEL = "NonDemented"

@@ -1,0 +1,1 @@
+"""From image files to model-ready tensors: preprocessing, brain mask, tensor cache."""

@@ -1,0 +1,1 @@
+"""Keras architectures, training and test-split evaluation."""
