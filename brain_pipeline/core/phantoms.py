@@ -5,7 +5,7 @@ brain, cortex, sulci, ventricles, lesions) is a shape in "anatomy units" (head
 half-height = 1), and each output pixel is mapped back into those units through
 the per-image pose. Masks and image therefore share one geometric transform.
 
-Only NumPy and Pillow are used so the generator runs anywhere the core runs.
+Only NumPy, SciPy (the shared blur) and Pillow are used.
 Every random choice comes from the ``numpy.random.Generator`` passed in, so a
 seed fully determines the written bytes.
 """
@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core.data.sources import TARGET_CLASSES, RawDataConfig
-from brain_pipeline.core.imaging.preprocessing import (
-    filesystem_path,
-    load_image,
-    mask_to_model_geometry,
-)
+from brain_pipeline.core.data.lesions import CORE_VALUE, HALO_VALUE, lesion_mask_path
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.imaging.filters import gaussian_blur
 
 STYLES = ("navoneel", "preetviradiya", "alzheimer")
 ALZHEIMER_GRADES = ("VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -38,17 +34,9 @@ DATASET_FOLDERS = {
     "alzheimer": "synth_alzheimer",
 }
 LESION_MASKS_DIRNAME = "_lesion_masks"
-# A lesion mask file is a label map: the tumour core, its oedema halo, and 0 elsewhere.
-# Core-only readers threshold at 127, so binary 0/255 masks read the same in both regions.
-CORE_VALUE = 255
-HALO_VALUE = 96
 # The halo counts as tumour where its intensity shift is at least half its peak (its weight
 # falls from 1 at the core's edge to 0 at oedema_scale times the core's radius).
 HALO_WEIGHT_THRESHOLD = 0.5
-# Which part of a lesion a mask covers: the core (the lesion itself), or the whole tumour,
-# core and oedema halo, as in the BraTS "whole tumour" label.
-LESION_REGIONS = ("core", "whole_tumour")
-_REGION_THRESHOLD = {"core": 127, "whole_tumour": HALO_VALUE // 2}
 MIN_IMAGE_SIDE = 16
 MIN_SCALED_SIDE = 32
 
@@ -457,26 +445,6 @@ def _draw_size(rng: np.random.Generator, style: _Style) -> tuple[int, int]:
     return width, height
 
 
-def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (Pillow's GaussianBlur does not accept float images)."""
-    if sigma < 0.2:
-        return image
-    radius = max(1, int(math.ceil(3 * sigma)))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2).astype(np.float32)
-    kernel /= kernel.sum()
-    for axis in (0, 1):
-        padded = np.pad(
-            image, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge"
-        )
-        length = image.shape[axis]
-        image = sum(
-            weight * np.take(padded, np.arange(i, i + length), axis=axis)
-            for i, weight in enumerate(kernel)
-        )
-    return image.astype(np.float32)
-
-
 def _bias_field(view: _View, size: tuple[int, int]) -> np.ndarray:
     """Smooth multiplicative shading like a receive-coil sensitivity profile."""
     field = Image.fromarray(view.bias_field).resize(size, Image.Resampling.BICUBIC)
@@ -487,7 +455,8 @@ def _acquire(clean: np.ndarray, view: _View, rng: np.random.Generator) -> np.nda
     """Scanner and export effects: shading, blur, Rician noise, windowing, 8-bit."""
     height, width = clean.shape
     image = clean * _bias_field(view, (width, height))
-    image = _gaussian_blur(image, view.blur_sigma)
+    if view.blur_sigma >= 0.2:  # below that the blur changes nothing visible
+        image = gaussian_blur(image, view.blur_sigma)
     # Magnitude of complex Gaussian noise gives the Rician floor of real MRI.
     real = image + view.noise_sigma * rng.standard_normal(image.shape, dtype=np.float32)
     imaginary = view.noise_sigma * rng.standard_normal(image.shape, dtype=np.float32)
@@ -793,70 +762,6 @@ def render_phantom(
     anatomy = _sample_anatomy(rng, target_class, grade, difficulty)
     view = _sample_view(rng, anatomy, spec, size, difficulty)
     return _render(rng, anatomy, spec, view, size)
-
-
-def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -> Path:
-    """Where the lesion mask of ``dataset``/``relative_image_path`` lives under ``masks_root``.
-
-    ``masks_root`` is the ``_lesion_masks`` folder; the mask keeps the image's
-    relative path with its suffix replaced by ``.png``.
-    """
-    relative = PurePosixPath(str(relative_image_path).replace("\\", "/"))
-    if not dataset or "/" in dataset or "\\" in dataset or dataset in (".", ".."):
-        raise ValueError(f"dataset must be a single folder name, got {dataset!r}")
-    if relative.is_absolute() or ".." in relative.parts or not relative.name:
-        raise ValueError(
-            f"relative_image_path must stay inside the dataset, got {relative_image_path!r}"
-        )
-    return Path(masks_root, dataset, *relative.with_suffix(".png").parts)
-
-
-def lesion_masks_for(
-    raw: RawDataConfig,
-    datasets: Sequence[str],
-    paths: Sequence[str],
-    image_size: int,
-    region: str = "core",
-) -> list[np.ndarray | None]:
-    """Ground-truth lesion masks of some images, in model-input geometry; None where absent.
-
-    ``region`` is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; masks
-    written before the halo was recorded give the core for both). For both regions at once,
-    without reading everything twice, use lesion_masks_by_region.
-    """
-    return lesion_masks_by_region(raw, datasets, paths, image_size, (region,))[region]
-
-
-def lesion_masks_by_region(
-    raw: RawDataConfig,
-    datasets: Sequence[str],
-    paths: Sequence[str],
-    image_size: int,
-    regions: Sequence[str] = LESION_REGIONS,
-) -> dict[str, list[np.ndarray | None]]:
-    """lesion_masks_for for several ``regions`` from one read of each mask and image.
-
-    Only images with a mask file are decoded (the image decides the crop), so on real data,
-    which has no masks, this reads nothing.
-    """
-    for region in regions:
-        _check_choice("lesion region", region, LESION_REGIONS)
-    if raw.lesion_masks_dir is None:
-        return {region: [None] * len(datasets) for region in regions}
-    masks: dict[str, list[np.ndarray | None]] = {region: [] for region in regions}
-    roots = raw.roots
-    for dataset, relative in zip(datasets, paths, strict=True):
-        mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
-        if not mask_file.exists():
-            for region in regions:
-                masks[region].append(None)
-            continue
-        labels = np.asarray(Image.open(mask_file).convert("L"))
-        image = load_image(filesystem_path(roots[dataset], relative))
-        for region in regions:
-            region_mask = labels > _REGION_THRESHOLD[region]
-            masks[region].append(mask_to_model_geometry(image, region_mask, image_size))
-    return masks
 
 
 def _scaled_size(size: tuple[int, int], image_scale: float) -> tuple[int, int]:

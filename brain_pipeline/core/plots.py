@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 
@@ -151,3 +156,61 @@ def image_sizes_plot(manifest: pd.DataFrame) -> Figure:
     modes.legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def overlay(
+    image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, cmap: str = "inferno"
+) -> np.ndarray:
+    """Blend a grayscale image in [0, 1] with a colour-mapped heatmap -> RGB uint8 (H, W, 3)."""
+    gray = np.clip(np.asarray(image, np.float32).squeeze(), 0.0, 1.0)
+    heat = np.clip(np.asarray(heatmap, np.float32).squeeze(), 0.0, 1.0)
+    if gray.shape != heat.shape or gray.ndim != 2:
+        raise ValueError(
+            f"image {np.shape(image)} and heatmap {np.shape(heatmap)} must be the same 2-D size"
+        )
+    colour = colormaps[cmap](heat)[..., :3]
+    blended = (1.0 - alpha) * gray[..., None] + alpha * colour
+    return np.round(np.clip(blended, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def render_gallery(
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    titles: list[str],
+    *,
+    columns: int = 4,
+    cmap: str = "inferno",
+    suptitle: str = "",
+) -> Figure:
+    """Grid of heatmap overlays with titles and one shared colour bar."""
+    n = len(images)
+    if len(heatmaps) != n or len(titles) != n:
+        raise ValueError("images, heatmaps and titles must have the same length")
+    if n == 0:
+        fig = Figure(figsize=(4, 2))
+        FigureCanvasAgg(fig)
+        fig.text(0.5, 0.5, "no images", ha="center", va="center", fontsize=14)
+        if suptitle:
+            fig.suptitle(suptitle)
+        return fig
+    cols = max(1, min(columns, n))
+    rows = math.ceil(n / cols)
+    fig = Figure(
+        figsize=(2.4 * cols + 1.0, 2.6 * rows + (0.4 if suptitle else 0.0)), layout="constrained"
+    )
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    for ax, image, heatmap, title in zip(axes.ravel(), images, heatmaps, titles, strict=False):
+        ax.imshow(overlay(image, heatmap, cmap=cmap), interpolation="nearest")
+        # Long "true / pred" titles break at the slash instead of overflowing the tile.
+        ax.set_title(title.replace(" / ", "\n") if len(title) > 28 else title, fontsize=8)
+        ax.set_axis_off()
+    colour_bar = fig.colorbar(
+        ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=axes.ravel().tolist(), shrink=0.8
+    )
+    colour_bar.set_label("Grad-CAM relevance")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

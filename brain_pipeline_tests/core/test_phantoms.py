@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.core import phantoms as syn
-from brain_pipeline.core.explain.gradcam import _morph
+from brain_pipeline.core.data.lesions import CORE_VALUE, HALO_VALUE, lesion_mask_path
+from brain_pipeline.core.imaging.brain_mask import dilate
 
 SMALL = 0.25  # image_scale that keeps every test fast
 PER_LABEL = 5
@@ -110,7 +111,7 @@ def test_lesion_masks_exist_only_for_tumour_images(small_tree):
     for dataset in syn.DATASET_FOLDERS.values():
         for path in _image_files(root / dataset):
             relative = path.relative_to(root / dataset).as_posix()
-            mask_file = syn.lesion_mask_path(masks_root, dataset, relative)
+            mask_file = lesion_mask_path(masks_root, dataset, relative)
             is_tumour = (dataset, path.parent.name) in tumour_folders
             assert mask_file.exists() == is_tumour, relative
             if not is_tumour:
@@ -120,23 +121,14 @@ def test_lesion_masks_exist_only_for_tumour_images(small_tree):
                 assert mask_image.mode == "L" and mask_image.size == image.size
                 mask = np.asarray(mask_image)
             # A label map: the core, the oedema halo around it, and nothing else.
-            assert set(np.unique(mask)) <= {0, syn.HALO_VALUE, syn.CORE_VALUE}
-            assert (mask == syn.CORE_VALUE).sum() > 0
+            assert set(np.unique(mask)) <= {0, HALO_VALUE, CORE_VALUE}
+            assert (mask == CORE_VALUE).sum() > 0
     assert found == 2 * PER_LABEL
     # Masks live outside the dataset folders so ingestion never sees them as images.
     for dataset in syn.DATASET_FOLDERS.values():
         files = [p for p in (root / dataset).rglob("*") if p.is_file()]
         assert files == [p for p in files if p.suffix in IMAGE_SUFFIXES]
         assert not masks_root.is_relative_to(root / dataset)
-
-
-def test_lesion_mask_path_replaces_the_suffix_and_rejects_escapes(tmp_path):
-    path = syn.lesion_mask_path(tmp_path, "synth_navoneel", "yes/Y3.jpg")
-    assert path == tmp_path / "synth_navoneel" / "yes" / "Y3.png"
-    with pytest.raises(ValueError, match="relative_image_path"):
-        syn.lesion_mask_path(tmp_path, "synth_navoneel", "../yes/Y3.jpg")
-    with pytest.raises(ValueError, match="dataset"):
-        syn.lesion_mask_path(tmp_path, "a/b", "yes/Y3.jpg")
 
 
 # --------------------------------------------------------------------------- determinism
@@ -184,32 +176,6 @@ def test_render_phantom_style_sizes_and_masks(style, mode, size):
     assert phantom.lesion_mask is None
 
 
-def test_lesion_masks_for_reads_the_core_or_the_whole_tumour(small_tree):
-    from brain_pipeline.core.data.sources import load_raw_data_config
-
-    root, _ = small_tree
-    raw = load_raw_data_config(root)
-    dataset = syn.DATASET_FOLDERS["navoneel"]
-    paths = [p.relative_to(root / dataset).as_posix() for p in _image_files(root / dataset)]
-    datasets = [dataset] * len(paths)
-    core = syn.lesion_masks_for(raw, datasets, paths, 48)
-    whole = syn.lesion_masks_for(raw, datasets, paths, 48, "whole_tumour")
-    both = syn.lesion_masks_by_region(raw, datasets, paths, 48)
-    for region, single in (("core", core), ("whole_tumour", whole)):
-        assert len(both[region]) == len(single)
-        for a, b in zip(both[region], single, strict=True):
-            assert (a is None and b is None) or np.array_equal(a, b)
-    tumours = [i for i, path in enumerate(paths) if path.startswith("yes/")]
-    assert [i for i, m in enumerate(core) if m is not None] == tumours
-    assert [i for i, m in enumerate(whole) if m is not None] == tumours
-    for i in tumours:
-        assert core[i].shape == whole[i].shape == (48, 48)
-        assert np.all(whole[i][core[i]])  # the whole tumour holds the core
-    assert sum(whole[i].sum() for i in tumours) > 1.5 * sum(core[i].sum() for i in tumours)
-    with pytest.raises(ValueError, match="lesion region"):
-        syn.lesion_masks_for(raw, datasets, paths, 48, "oedema")
-
-
 def test_whole_tumour_is_core_plus_a_visible_halo():
     for seed in range(6):
         phantom = syn.render_phantom(
@@ -220,13 +186,13 @@ def test_whole_tumour_is_core_plus_a_visible_halo():
         assert np.all(whole[core]) and whole.sum() > core.sum()
         assert not np.any(whole & ~phantom.brain_mask)
         labels = phantom.mask_labels()
-        assert np.array_equal(labels == syn.CORE_VALUE, core)
+        assert np.array_equal(labels == CORE_VALUE, core)
         assert np.array_equal(labels > 0, whole)
         # The halo is where the oedema shifts the intensity: it differs from the tissue
         # around the tumour (the two oedema signs make it brighter or darker).
         pixels = np.asarray(phantom.image.convert("L"), dtype=np.float32)
         halo = whole & ~core
-        ring = _morph(whole, 6, erode=False) & ~whole & phantom.brain_mask
+        ring = dilate(whole, 6) & ~whole & phantom.brain_mask
         assert abs(np.median(pixels[halo]) - np.median(pixels[ring])) > 8.0, seed
     healthy = syn.render_phantom(np.random.default_rng(0), "healthy_brain", "navoneel")
     assert healthy.whole_tumour_mask is None and healthy.mask_labels() is None

@@ -1,1 +1,2 @@
-"""From image files to model-ready tensors: preprocessing, brain mask, tensor cache."""
+"""From image files to model-ready tensors: preprocessing, brain mask, tensor cache, and the
+shared blur."""

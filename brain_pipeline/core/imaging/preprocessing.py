@@ -24,14 +24,11 @@ from PIL import Image, ImageOps
 
 from brain_pipeline.core.artifacts import atomic_path
 from brain_pipeline.core.data.manifest import to_grayscale
+from brain_pipeline.core.imaging.brain_mask import estimate_brain_mask
+from brain_pipeline.core.imaging.filters import gaussian_blur
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
-PREPROCESSING_VERSION = "4"
-# Larger images get their brain mask (skull stripping, gradcam.estimate_brain_mask) from a
-# block-averaged copy of at most this side, scaled back up: the morphology's cost grows faster
-# than the pixel count (about 1.1 s per image at 512 px at full resolution), and the mask is
-# rough by design.
-MASK_MAX_SIDE = 256
+PREPROCESSING_VERSION = "5"
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -56,23 +53,12 @@ def background_level(gray: np.ndarray) -> float:
     return float(np.percentile(ring, 25))
 
 
-def box_blur(array: np.ndarray, radius: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, edges repeated: suppresses pixel noise before thresholding."""
-    width = 2 * radius + 1
-    for axis in (0, 1):
-        pad = [(radius, radius) if a == axis else (0, 0) for a in (0, 1)]
-        sums = np.cumsum(np.pad(array, pad, mode="edge"), axis=axis, dtype=np.float64)
-        sums = np.insert(sums, 0, 0.0, axis=axis)
-        n = sums.shape[axis]
-        upper, lower = sums.take(range(width, n), axis=axis), sums.take(range(n - width), axis=axis)
-        array = (upper - lower) / width
-    return array.astype(np.float32)
-
-
 def head_bounding_box(gray: np.ndarray, threshold: float = 0.15) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the head: pixels (lightly blurred) brighter than the
     background by a fraction of the image's range, so noisy grey backgrounds are excluded."""
-    smooth = box_blur(gray, max(1, round(0.01 * max(gray.shape))))
+    radius = max(1, round(0.01 * max(gray.shape)))
+    # The sigma of the (2r+1)-wide box this smoothing was first made with: r(r+1)/3.
+    smooth = gaussian_blur(gray, float(np.sqrt(radius * (radius + 1) / 3.0)))
     low, high = background_level(smooth), float(np.percentile(smooth, 99.5))
     if high <= low:
         return 0, gray.shape[0], 0, gray.shape[1]
@@ -149,8 +135,6 @@ class Preprocessing:
     def cache_key(self, sha256s: Sequence[str]) -> str:
         """Names a tensor cache by the contents it holds and the preprocessing that made it."""
         settings = (PREPROCESSING_VERSION, self.image_size, self.skull_strip, self.intensity)
-        if self.skull_strip and self.image_size > MASK_MAX_SIDE:
-            settings += (f"mask-from-{MASK_MAX_SIDE}px",)  # caches made before it was reduced
         digest = hashlib.sha256(":".join(map(str, settings)).encode())
         for sha in sha256s:
             digest.update(sha.encode())
@@ -169,8 +153,6 @@ def strip_skull(array: np.ndarray) -> np.ndarray:
     skull-stripped, the tumour sources are not); removing it makes every source look alike
     outside the brain, so the model has to look inside it.
     """
-    from brain_pipeline.core.explain.gradcam import estimate_brain_mask
-
     return array * estimate_brain_mask(array)[..., np.newaxis]
 
 

@@ -9,11 +9,13 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.core.data.manifest import display_path
+from brain_pipeline.core.imaging import preprocessing as imaging
 from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
     build_tensor_cache,
     equalise_foreground,
     filesystem_path,
+    head_bounding_box,
     preprocess_image,
     preprocess_with_mask,
 )
@@ -142,3 +144,30 @@ def test_equalised_ties_share_one_value_and_the_background_stays_zero() -> None:
     assert len(np.unique(out[array == 0.5])) == 1 and len(np.unique(out[array == 0.9])) == 1
     assert out[3, 3] > out[2, 2] > 0.05
     assert out[3, 3] == pytest.approx(0.05 + 0.95 * (12 + 2) / 16)
+
+
+def test_cache_key_names_the_contents_and_every_setting(monkeypatch) -> None:
+    base = Preprocessing(128, skull_strip=True)
+    key = base.cache_key(["a", "b"])
+    assert key == Preprocessing(128, skull_strip=True).cache_key(["a", "b"])  # stable
+    others = [
+        base.cache_key(["a", "c"]),
+        base.cache_key(["b", "a"]),
+        Preprocessing(384, skull_strip=True).cache_key(["a", "b"]),
+        Preprocessing(128, skull_strip=False).cache_key(["a", "b"]),
+        Preprocessing(128, skull_strip=True, intensity="percentile").cache_key(["a", "b"]),
+    ]
+    assert len({key, *others}) == 1 + len(others)
+    # Tensors made by an earlier version of the preprocessing are not reused.
+    monkeypatch.setattr(imaging, "PREPROCESSING_VERSION", imaging.PREPROCESSING_VERSION + "x")
+    assert base.cache_key(["a", "b"]) != key
+
+
+def test_head_bounding_box_ignores_a_noisy_grey_background() -> None:
+    rng = np.random.default_rng(0)
+    gray = np.clip(0.2 + rng.normal(0, 0.05, (120, 160)), 0, 1).astype(np.float32)
+    gray[30:90, 50:130] = 0.9  # the head
+    box = head_bounding_box(gray)
+    # The light blur widens the head by a pixel or two; the noise adds nothing.
+    assert all(abs(a - b) <= 2 for a, b in zip(box, (30, 90, 50, 130), strict=True))
+    assert head_bounding_box(np.zeros((20, 30), np.float32)) == (0, 20, 0, 30)

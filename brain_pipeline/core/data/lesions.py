@@ -1,0 +1,84 @@
+"""Ground-truth lesion masks beside a raw data set: where they live and how they are read.
+
+A mask file is a PNG under the data set's lesion-mask folder (``lesion_masks`` in the data
+config) at the image's relative path. The synthetic phantoms write them (core.phantoms); the
+explanation scores read them to check where the heatmaps point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from brain_pipeline.core.data.sources import RawDataConfig
+from brain_pipeline.core.imaging.preprocessing import (
+    filesystem_path,
+    load_image,
+    mask_to_model_geometry,
+)
+
+# A lesion mask file is a label map: the tumour core, its oedema halo, and 0 elsewhere.
+# Core-only readers threshold at 127, so binary 0/255 masks read the same in both regions.
+CORE_VALUE = 255
+HALO_VALUE = 96
+# Which part of a lesion a mask covers: the core (the lesion itself), or the whole tumour,
+# core and oedema halo, as in the BraTS "whole tumour" label.
+LESION_REGIONS = ("core", "whole_tumour")
+_REGION_THRESHOLD = {"core": 127, "whole_tumour": HALO_VALUE // 2}
+
+
+def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -> Path:
+    """Where the lesion mask of ``dataset``/``relative_image_path`` lives under ``masks_root``.
+
+    ``masks_root`` is the ``_lesion_masks`` folder; the mask keeps the image's
+    relative path with its suffix replaced by ``.png``.
+    """
+    relative = PurePosixPath(str(relative_image_path).replace("\\", "/"))
+    if not dataset or "/" in dataset or "\\" in dataset or dataset in (".", ".."):
+        raise ValueError(f"dataset must be a single folder name, got {dataset!r}")
+    if relative.is_absolute() or ".." in relative.parts or not relative.name:
+        raise ValueError(
+            f"relative_image_path must stay inside the dataset, got {relative_image_path!r}"
+        )
+    return Path(masks_root, dataset, *relative.with_suffix(".png").parts)
+
+
+def lesion_masks_by_region(
+    raw: RawDataConfig,
+    datasets: Sequence[str],
+    paths: Sequence[str],
+    image_size: int,
+    regions: Sequence[str] = LESION_REGIONS,
+) -> dict[str, list[np.ndarray | None]]:
+    """Ground-truth lesion masks of some images in model-input geometry, per region: for each
+    of ``regions``, one mask or None (no mask file) per image, from one read of each file.
+
+    A region is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; masks
+    written before the halo was recorded give the core for both). Only images with a mask
+    file are decoded (the image decides the crop), so on real data, which has no masks,
+    this reads nothing.
+    """
+    for region in regions:
+        if region not in LESION_REGIONS:
+            raise ValueError(
+                f"unknown lesion region {region!r}; expected one of {', '.join(LESION_REGIONS)}"
+            )
+    if raw.lesion_masks_dir is None:
+        return {region: [None] * len(datasets) for region in regions}
+    masks: dict[str, list[np.ndarray | None]] = {region: [] for region in regions}
+    roots = raw.roots
+    for dataset, relative in zip(datasets, paths, strict=True):
+        mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
+        if not mask_file.exists():
+            for region in regions:
+                masks[region].append(None)
+            continue
+        labels = np.asarray(Image.open(mask_file).convert("L"))
+        image = load_image(filesystem_path(roots[dataset], relative))
+        for region in regions:
+            region_mask = labels > _REGION_THRESHOLD[region]
+            masks[region].append(mask_to_model_geometry(image, region_mask, image_size))
+    return masks

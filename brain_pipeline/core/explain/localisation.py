@@ -1,0 +1,68 @@
+"""Do heatmaps point at the lesion? Heat share, the pointing game and the peak's distance.
+
+The pointing game follows Zhang et al. (2016): a hit when the hottest pixel lies within a
+tolerance of the lesion; its chance rate is what a peak placed at random in the brain scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brain_pipeline.core.imaging.brain_mask import dilate
+
+
+def heat_share(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the total (non-negative) heat inside ``mask``; 0.0 if there is no heat."""
+    heat = np.clip(np.asarray(heatmap, np.float64).squeeze(), 0.0, None)
+    total = heat.sum()
+    return float(heat[np.asarray(mask, bool)].sum() / total) if total > 0 else 0.0
+
+
+# The pointing game's tolerance (Zhang et al., 2016): 15 px at 224 px input.
+POINTING_TOLERANCE_AT_224 = 15
+
+
+def pointing_tolerance_px(image_side: int) -> int:
+    """The pointing game's standard tolerance scaled to an image side (9 px at 128 px)."""
+    return max(1, round(POINTING_TOLERANCE_AT_224 * image_side / 224))
+
+
+def pointing_game_hit(
+    heatmap: np.ndarray, lesion_mask: np.ndarray, *, tolerance_px: int | None = None
+) -> bool:
+    """True if the hottest pixel lies in the lesion mask dilated by ``tolerance_px``
+    (default: the standard tolerance for the map's size, see pointing_tolerance_px)."""
+    heat = np.asarray(heatmap).squeeze()
+    if heat.max() <= 0:
+        return False  # an empty map points nowhere
+    if tolerance_px is None:
+        tolerance_px = pointing_tolerance_px(max(heat.shape))
+    target = dilate(np.asarray(lesion_mask, bool).squeeze(), tolerance_px)
+    return bool(target.ravel()[np.argmax(heat)])
+
+
+def pointing_game_chance(
+    lesion_mask: np.ndarray, brain: np.ndarray, *, tolerance_px: int | None = None
+) -> float:
+    """The pointing game's hit rate for a peak placed at random in the brain: the share of
+    ``brain`` within the tolerance of the lesion. Sets a hit rate against what a map that
+    knows nothing but where the brain is would score."""
+    lesion = np.asarray(lesion_mask, bool).squeeze()
+    brain = np.asarray(brain, bool).squeeze()
+    if not brain.any():
+        return 0.0
+    if tolerance_px is None:
+        tolerance_px = pointing_tolerance_px(max(lesion.shape))
+    return float((dilate(lesion, tolerance_px) & brain).sum() / brain.sum())
+
+
+def peak_distance_px(heatmap: np.ndarray, lesion_mask: np.ndarray) -> float:
+    """Euclidean distance in pixels from the hottest pixel to the nearest lesion pixel: 0
+    inside the lesion, inf for an empty map or mask. Tells a near miss of the pointing game
+    (just outside its tolerance) from a map that peaks elsewhere."""
+    heat = np.asarray(heatmap).squeeze()
+    lesion = np.argwhere(np.asarray(lesion_mask, bool).squeeze())
+    if heat.max() <= 0 or len(lesion) == 0:
+        return float("inf")
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    return float(np.hypot(*(lesion - np.asarray(peak)).T).min())

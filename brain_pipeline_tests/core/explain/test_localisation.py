@@ -1,0 +1,72 @@
+"""Heat share, the pointing game, its chance rate and the peak's distance to the lesion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brain_pipeline.core.explain.heatmaps import gradcam
+from brain_pipeline.core.explain.localisation import (
+    heat_share,
+    peak_distance_px,
+    pointing_game_chance,
+    pointing_game_hit,
+    pointing_tolerance_px,
+)
+from brain_pipeline.core.imaging.brain_mask import dilate
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_pointing_game_beats_chance(model, lesion_set, method):
+    images, labels, masks = lesion_set
+    maps = gradcam(model, images, labels, method=method)
+    tolerance = pointing_tolerance_px(images.shape[1])
+    hits = [pointing_game_hit(h, m) for h, m in zip(maps, masks, strict=True)]
+    # Chance: a random peak lands in the dilated lesion.
+    chance = np.mean([dilate(m, tolerance).mean() for m in masks])
+    assert chance < 0.25
+    assert np.mean(hits) > chance + 0.5
+    lesion_share = np.mean([m.mean() for m in masks])
+    heat_in_lesion = np.mean([heat_share(h, m) for h, m in zip(maps, masks, strict=True)])
+    assert heat_in_lesion > 3 * lesion_share
+
+
+def test_heat_share_and_pointing_game():
+    heat = np.array([[1.0, 0.0], [0.0, 3.0]])
+    mask = np.array([[True, False], [False, False]])
+    assert heat_share(heat, mask) == pytest.approx(0.25)
+    assert heat_share(np.zeros((2, 2)), mask) == 0.0
+
+    heatmap = np.zeros((10, 10))
+    heatmap[5, 5] = 1.0
+    lesion = np.zeros((10, 10), bool)
+    lesion[5, 7] = True
+    assert pointing_game_hit(heatmap, lesion, tolerance_px=2)
+    assert not pointing_game_hit(heatmap, lesion, tolerance_px=1)
+    assert not pointing_game_hit(np.zeros((10, 10)), lesion)
+    # The standard tolerance: 15 px at 224 px, scaled to the map's side.
+    assert pointing_tolerance_px(224) == 15 and pointing_tolerance_px(128) == 9
+    assert not pointing_game_hit(heatmap, lesion)  # a 10 px map gets 1 px of tolerance
+
+    # The peak's distance to the lesion: 2 px here, 0 inside, 5 px on a 3-4-5 triangle.
+    assert peak_distance_px(heatmap, lesion) == pytest.approx(2.0)
+    lesion[5, 5] = True
+    assert peak_distance_px(heatmap, lesion) == 0.0
+    far = np.zeros((10, 10), bool)
+    far[8, 9] = far[0, 0] = True
+    assert peak_distance_px(heatmap, far) == pytest.approx(5.0)
+    assert peak_distance_px(np.zeros((10, 10)), far) == float("inf")
+    assert peak_distance_px(heatmap, np.zeros((10, 10), bool)) == float("inf")
+
+
+def test_pointing_game_chance_is_the_share_of_brain_near_the_lesion():
+    brain = np.ones((10, 10), bool)
+    lesion = np.zeros((10, 10), bool)
+    lesion[5, 5] = True
+    assert pointing_game_chance(lesion, brain, tolerance_px=0) == pytest.approx(0.01)
+    # 1 px of tolerance: the lesion and its four neighbours.
+    assert pointing_game_chance(lesion, brain, tolerance_px=1) == pytest.approx(0.05)
+    left = np.zeros((10, 10), bool)
+    left[:, :5] = True  # only the neighbour at column 4 lies in this brain
+    assert pointing_game_chance(lesion, left, tolerance_px=1) == pytest.approx(1 / 50)
+    assert pointing_game_chance(lesion, np.zeros((10, 10), bool)) == 0.0
