@@ -2,8 +2,9 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns the pipeline's own logs;
-# warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL yourself to override.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (oneDNN notices, CUDA probing, and a "failed call to
+# cuInit" error on every machine without a GPU) drowns the pipeline's own logs. Python
+# exceptions still propagate. Set TF_CPP_MIN_LOG_LEVEL yourself (0-2) to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

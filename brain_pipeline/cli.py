@@ -32,67 +32,12 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dagster_home() -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
 def _materialize(args: argparse.Namespace) -> int:
     """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI)."""
-    home = _dagster_home()
-    import dagster as dg
-
-    from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
+    from brain_pipeline.console import run_and_report
 
     run_config = json.loads(Path(args.config).read_text()) if args.config else {}
-    defs = build_definitions()
-    started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
-        )
-        seconds = time.perf_counter() - started
-        if not result.success:
-            print(
-                f"run {result.run_id} FAILED after {seconds:.0f} s; see the log above",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"\nrun {result.run_id} succeeded in {seconds:.0f} s (DAGSTER_HOME={home})")
-        for key in defs.resolve_asset_graph().toposorted_asset_keys:
-            event = instance.get_latest_materialization_event(key)
-            if event is None:
-                continue
-            metadata = event.asset_materialization.metadata
-            headline = {
-                # 4 significant digits: energies are tiny numbers of kWh, not zero.
-                name: float(f"{metadata[name].value:.4g}")
-                if isinstance(metadata[name].value, float)
-                else metadata[name].value
-                for name in HEADLINE_METADATA
-                if name in metadata
-            }
-            print(f"  {key.to_user_string():<17} {metadata['path'].value}")
-            if headline:
-                print(f"  {'':<17} {headline}")
-    return 0
-
-
-HEADLINE_METADATA = (
-    "n_files",
-    "n_rejected",
-    "n_rows",
-    "n_train",
-    "n_test",
-    "val_accuracy",
-    "accuracy",
-    "f1_macro",
-    "heat_in_brain",
-    "pointing_game",
-    "energy_kwh",
-)
+    return run_and_report(run_config)
 
 
 def _model_path(explicit: str | None) -> Path:
@@ -102,8 +47,11 @@ def _model_path(explicit: str | None) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} does not exist")
         return path
-    _dagster_home()
     import dagster as dg
+
+    from brain_pipeline.console import prepare_home
+
+    prepare_home()
 
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey(MODEL_ASSET))
@@ -192,7 +140,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     from brain_pipeline.core.artifacts import write_figure
     from brain_pipeline.core.data.sources import TARGET_CLASSES
-    from brain_pipeline.core.explain import gradcam
+    from brain_pipeline.core.explain.heatmaps import gradcam
+    from brain_pipeline.core.plots import render_gallery
 
     model, preprocessing = _load_model(args.model)
     tensors, errors = _load_inputs([args.image], preprocessing)
@@ -202,11 +151,9 @@ def _explain(args: argparse.Namespace) -> int:
     image = tensors[args.image][np.newaxis]
     scores = model.predict(image, verbose=0)[0]
     predicted = int(np.argmax(scores))
-    heatmap = gradcam.gradcam(model, image, np.array([predicted]), method=args.method)
+    heatmap = gradcam(model, image, np.array([predicted]), method=args.method)
     title = f"{TARGET_CLASSES[predicted]} ({scores[predicted]:.2f})"
-    figure = gradcam.render_gallery(
-        image, heatmap, [title], columns=1, suptitle=Path(args.image).name
-    )
+    figure = render_gallery(image, heatmap, [title], columns=1, suptitle=Path(args.image).name)
     write_figure(Path(args.out), figure)
     print(
         json.dumps(
@@ -274,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "synth":
+        from brain_pipeline.console import quiet_start_up
+
+        quiet_start_up()
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,4 +1,10 @@
-"""The one place that wires assets, checks, resources and jobs together."""
+"""The code location: the assets, checks, job, sensor, schedule and resources of defs/.
+
+`dagster dev`, `dg dev`, `dg check defs` and the webserver load `defs`. `build_definitions`
+is the same assembly for another raw-data root, artifacts root or tracker (the tests and
+the CLI use it). The raw sources are the one part that depends on the data: one per dataset
+in `datasets.toml`, and `image_manifest` is built to depend on each of them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,21 @@ import dagster as dg
 
 from brain_pipeline.core.data.sources import load_raw_data_config
 from brain_pipeline.core.locations import default_artifacts_dir, default_data_dir
-from brain_pipeline.defs.assets import build_assets, raw_dataset_asset
-from brain_pipeline.defs.automation import build_automation
-from brain_pipeline.defs.checks import ALL_CHECKS
+from brain_pipeline.defs import automation, checks, emissions, evaluation, explanation, training
+from brain_pipeline.defs.ingestion import balanced_index, dataset_splits, image_manifest_asset
+from brain_pipeline.defs.raw import raw_dataset_sources
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 
-FULL_PIPELINE_JOB = "full_pipeline"
+FULL_PIPELINE_JOB = automation.full_pipeline.name
+
+DOWNSTREAM_OF_MANIFEST = [
+    balanced_index,
+    dataset_splits,
+    training.trained_model,
+    evaluation.model_evaluation,
+    explanation.gradcam_gallery,
+    emissions.emissions_record,
+]
 
 
 def build_definitions(
@@ -21,25 +36,22 @@ def build_definitions(
     artifacts_dir: Path | None = None,
     carbon: CarbonTracker | None = None,
     reuse_unchanged: bool = True,
+    loggers: dict[str, dg.LoggerDefinition] | None = None,
 ) -> dg.Definitions:
-    """Definitions for one raw-data root (default: $BRAIN_PIPELINE_DATA_DIR or ./data)."""
+    """Definitions for one raw-data root (default: $BRAIN_PIPELINE_DATA_DIR or ./data).
+
+    `loggers` replaces Dagster's console logger where a run selects one (the CLI does).
+    """
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     artifacts_dir = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir()
-    raw = load_raw_data_config(data_dir)
-    raw_assets = [raw_dataset_asset(spec) for spec in raw.datasets]
-    pipeline_assets = build_assets([asset.key for asset in raw_assets])
-    full_pipeline = dg.define_asset_job(
-        FULL_PIPELINE_JOB,
-        selection=dg.AssetSelection.all(include_sources=True),
-        description="Observe every raw dataset, then materialize the whole chain.",
-    )
-    sensor, schedule = build_automation(raw, FULL_PIPELINE_JOB)
+    sources = raw_dataset_sources(load_raw_data_config(data_dir))
+    manifest = image_manifest_asset([source.key for source in sources])
     return dg.Definitions(
-        assets=[*raw_assets, *pipeline_assets],
-        asset_checks=ALL_CHECKS,
-        jobs=[full_pipeline],
-        sensors=[sensor],
-        schedules=[schedule],
+        assets=[*sources, manifest, *DOWNSTREAM_OF_MANIFEST],
+        asset_checks=checks.ALL_CHECKS,
+        jobs=[automation.full_pipeline],
+        sensors=[automation.raw_data_changed],
+        schedules=[automation.weekly_retrain],
         resources={
             "storage": PipelineStorage(
                 data_dir=str(data_dir),
@@ -48,7 +60,10 @@ def build_definitions(
             ),
             "carbon": carbon or CarbonTracker(),
         },
+        loggers=loggers,
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

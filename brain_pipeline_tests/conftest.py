@@ -1,12 +1,42 @@
-"""Shared fixtures: a tiny generated raw-data root, made once per test session."""
+"""Shared fixtures: a tiny generated raw-data root, and the whole graph materialized once.
+
+`materialized` runs `brain-pipeline materialize` once per session on the tiny data, into a
+persistent instance and artifacts root; the graph, CLI and lineage tests read that one run
+instead of materializing again.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from brain_pipeline.core.phantoms import synthesize_datasets
+
+# A run that exercises every step in seconds: 48 px, 2 epochs; early stopping watches from
+# the first epoch, so restoring the best weights runs too.
+FAST_RUN = {
+    "ops": {
+        "trained_model": {
+            "config": {"image_size": 48, "epochs": 2, "batch_size": 16, "warmup_epochs": 0}
+        },
+        "gradcam_gallery": {"config": {"images_per_gallery": 2}},
+    }
+}
+ASSETS = (
+    "image_manifest",
+    "balanced_index",
+    "dataset_splits",
+    "trained_model",
+    "model_evaluation",
+    "gradcam_gallery",
+    "emissions_record",
+)
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +45,68 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("raw")
     synthesize_datasets(root, seed=3, images_per_label=12, image_scale=0.3)
     return root
+
+
+@dataclass(frozen=True)
+class MaterializedRun:
+    home: Path  # DAGSTER_HOME
+    artifacts: Path
+    run_id: str
+    printed: str  # what `brain-pipeline materialize` printed
+    metadata: dict[str, dict]  # asset -> metadata of this run's materialization
+    checks: dict[str, bool]  # check name -> passed
+    observed: set[str]  # raw sources observed by the run
+
+    def path(self, asset: str) -> Path:
+        return Path(self.metadata[asset]["path"].value)
+
+
+@pytest.fixture(scope="session")
+def materialized(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The main command on the tiny data; its environment stays set for the session."""
+    from brain_pipeline.cli import main
+
+    root = tmp_path_factory.mktemp("materialized")
+    config = root / "run_config.json"
+    config.write_text(json.dumps(FAST_RUN))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DAGSTER_HOME", str(root / "dagster"))
+    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
+    patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(root / "artifacts"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["materialize", "--config", str(config)]) == 0, printed.getvalue()
+    with dg.DagsterInstance.get() as instance:
+        run = _read_run(instance, root, printed.getvalue())
+    yield run
+    patch.undo()
+
+
+def _read_run(instance: dg.DagsterInstance, root: Path, printed: str) -> MaterializedRun:
+    (run,) = instance.get_runs(limit=1)
+    events = [entry.dagster_event for entry in instance.all_logs(run.run_id)]
+    events = [event for event in events if event is not None]
+    metadata = {
+        event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
+        for event in events
+        if event.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    checks = {
+        event.event_specific_data.check_name: event.event_specific_data.passed
+        for event in events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    observed = {
+        event.asset_key.to_user_string()
+        for event in events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    }
+    return MaterializedRun(
+        home=root / "dagster",
+        artifacts=root / "artifacts",
+        run_id=run.run_id,
+        printed=printed,
+        metadata=metadata,
+        checks=checks,
+        observed=observed,
+    )

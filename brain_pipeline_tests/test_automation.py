@@ -20,9 +20,16 @@ def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:
 
 def _evaluate_sensor(defs: dg.Definitions, instance, cursor: str | None):
     sensor = defs.resolve_sensor_def("raw_data_changed")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = sensor.evaluate_tick(context)
-    return result, context.cursor
+    # As a context manager: the resources it builds are released with it.
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=defs.resources
+    ) as context:
+        return sensor.evaluate_tick(context), context.cursor
+
+
+def _evaluate_schedule(defs: dg.Definitions, instance):
+    with dg.build_schedule_context(instance=instance, resources=defs.resources) as context:
+        return defs.resolve_schedule_def("weekly_retrain").evaluate_tick(context)
 
 
 def test_sensor_requests_a_run_on_added_file_and_skips_otherwise(
@@ -65,22 +72,17 @@ def test_sensor_and_schedule_are_off_by_default(data_copy: Path, tmp_path: Path)
 
 def test_schedule_skips_when_the_manifest_is_current(data_copy: Path, tmp_path: Path) -> None:
     defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
-    schedule = defs.resolve_schedule_def("weekly_retrain")
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance)
-        assert len(schedule.evaluate_tick(context).run_requests) == 1  # never built yet
+        assert len(_evaluate_schedule(defs, instance).run_requests) == 1  # never built yet
         keys = ["raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"]
         defs.resolve_job_def("full_pipeline").execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(k) for k in [*keys, "image_manifest"]],
         )
-        skipped = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        skipped = _evaluate_schedule(defs, instance)
         assert skipped.run_requests == []
         assert "unchanged" in skipped.skip_message
         (data_copy / "synth_alzheimer" / "Image-dataset" / "train" / "MildDemented").joinpath(
             "mildDem_new.jpg"
         ).write_bytes(next((data_copy / "synth_navoneel" / "no").iterdir()).read_bytes())
-        assert (
-            len(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests)
-            == 1
-        )
+        assert len(_evaluate_schedule(defs, instance).run_requests) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -14,13 +12,7 @@ from PIL import Image
 from brain_pipeline.cli import _preprocessing_for, main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
-
-TINY_CONFIG = {
-    "ops": {
-        "trained_model": {"config": {"image_size": 48, "epochs": 1, "batch_size": 16}},
-        "gradcam_gallery": {"config": {"images_per_gallery": 1}},
-    }
-}
+from brain_pipeline_tests.conftest import MaterializedRun
 
 
 def test_synth_writes_kaggle_layouts(tmp_path: Path, capsys) -> None:
@@ -35,32 +27,15 @@ def test_synth_writes_kaggle_layouts(tmp_path: Path, capsys) -> None:
     assert "error" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def materialized_home(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("home")
-    config = home / "run_config.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
-    patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(home / "artifacts"))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(["materialize", "--config", str(config)]) == 0
-    (home / "materialize_output.txt").write_text(printed.getvalue())
-    yield home
-    patch.undo()
-
-
-def test_materialize_reports_every_asset(materialized_home: Path, capsys) -> None:
-    # The fixture ran it; a persistent instance now holds the history.
-    assert (materialized_home / "dagster" / "history").exists()
-    printed = (materialized_home / "materialize_output.txt").read_text()
+def test_materialize_reports_every_asset(materialized: MaterializedRun) -> None:
+    # The session fixture ran it; a persistent instance now holds the history.
+    assert (materialized.home / "history").exists()
+    printed = materialized.printed
     assert "succeeded in" in printed
     for key in ("image_manifest", "trained_model", "model_evaluation", "emissions_record"):
         assert f"  {key}" in printed, key
     assert "'accuracy':" in printed and "'n_files': 96" in printed
-    assert {p.name for p in (materialized_home / "artifacts").iterdir()} >= {
+    assert {p.name for p in materialized.artifacts.iterdir()} >= {
         "balanced_index",
         "dataset_splits",
         "emissions_record",
@@ -72,7 +47,7 @@ def test_materialize_reports_every_asset(materialized_home: Path, capsys) -> Non
 
 
 def test_predict_uses_the_latest_model_and_reports_bad_files(
-    materialized_home: Path, tiny_data_dir: Path, tmp_path: Path, capsys
+    materialized: MaterializedRun, tiny_data_dir: Path, tmp_path: Path, capsys
 ) -> None:
     good = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
     broken = tmp_path / "broken.jpg"
@@ -90,7 +65,7 @@ def test_predict_uses_the_latest_model_and_reports_bad_files(
 
 
 def test_explain_writes_an_overlay(
-    materialized_home: Path, tiny_data_dir: Path, tmp_path: Path, capsys
+    materialized: MaterializedRun, tiny_data_dir: Path, tmp_path: Path, capsys
 ) -> None:
     image = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
     out = tmp_path / "overlay.png"
@@ -129,9 +104,11 @@ def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypat
     assert "run `brain-pipeline materialize` first" in capsys.readouterr().err
 
 
-def test_lineage_traces_a_gallery_png_back_to_raw_images(materialized_home: Path, capsys) -> None:
+def test_lineage_traces_a_gallery_png_back_to_raw_images(
+    materialized: MaterializedRun, capsys
+) -> None:
     # A gallery that shows images (one class/outcome may be empty after a 1-epoch model).
-    galleries = sorted((materialized_home / "artifacts" / "gradcam_gallery").glob("*/*.png"))
+    galleries = sorted((materialized.artifacts / "gradcam_gallery").glob("*/*.png"))
     explained = pd.read_parquet(galleries[0].parent / "explained_images.parquet")
     shown = explained.iloc[0]
     outcome = "correct" if shown["predicted_class"] == shown["target_class"] else "misclassified"

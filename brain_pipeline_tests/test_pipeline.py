@@ -1,4 +1,4 @@
-"""The whole asset graph, materialized in process on tiny generated data."""
+"""The whole asset graph, materialized once per session on tiny generated data."""
 
 from __future__ import annotations
 
@@ -13,57 +13,9 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
-from brain_pipeline.defs import assets
+from brain_pipeline.defs import training
 from brain_pipeline.defs.resources import CarbonTracker
-
-FAST_RUN = {
-    "ops": {
-        # Early stopping watches from the first epoch, so restoring the best weights runs too.
-        "trained_model": {
-            "config": {"image_size": 48, "epochs": 2, "batch_size": 16, "warmup_epochs": 0}
-        },
-        "gradcam_gallery": {"config": {"images_per_gallery": 2}},
-    }
-}
-ASSETS = [
-    "image_manifest",
-    "balanced_index",
-    "dataset_splits",
-    "trained_model",
-    "model_evaluation",
-    "gradcam_gallery",
-    "emissions_record",
-]
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    artifacts = tmp_path_factory.mktemp("artifacts")
-    defs = build_definitions(
-        data_dir=tiny_data_dir,
-        artifacts_dir=artifacts,
-        carbon=CarbonTracker(country_iso_code="FRA", measure_power_secs=0.5),
-    )
-    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster_home"))) as instance:
-        result = defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
-            run_config=FAST_RUN, instance=instance
-        )
-        metadata = {
-            key: instance.get_latest_materialization_event(
-                dg.AssetKey(key)
-            ).asset_materialization.metadata
-            for key in ASSETS
-        }
-        checks = {
-            e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        }
-        yield result, metadata, checks, artifacts
-
-
-def _path(metadata, key: str) -> Path:
-    return Path(metadata[key]["path"].value)
+from brain_pipeline_tests.conftest import ASSETS, FAST_RUN, MaterializedRun
 
 
 def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_path: Path) -> None:
@@ -77,34 +29,32 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
 def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
     from brain_pipeline.core.model.training import TrainingConfig
 
-    assert assets.TrainingParams().to_core() == TrainingConfig()
-    assert assets.TrainingParams(augment=False).to_core().augmentation.enabled is False
+    assert training.TrainingParams().to_core() == TrainingConfig()
+    assert training.TrainingParams(augment=False).to_core().augmentation.enabled is False
 
 
-def test_every_asset_materializes_and_observes_sources(pipeline_run) -> None:
-    result, metadata, _, _ = pipeline_run
-    assert result.success
-    observed = {
-        e.asset_key.to_user_string()
-        for e in result.all_events
-        if e.event_type_value == "ASSET_OBSERVATION"
+def test_every_asset_materializes_and_observes_sources(materialized: MaterializedRun) -> None:
+    assert set(materialized.metadata) == set(ASSETS)
+    assert materialized.observed == {
+        "raw/synth_navoneel",
+        "raw/synth_preetviradiya",
+        "raw/synth_alzheimer",
     }
-    assert observed == {"raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"}
     for key in ASSETS:
-        path = _path(metadata, key)
+        path = materialized.path(key)
         assert path.exists(), key
         assert (path.parent / "provenance.json").exists(), key
 
 
-def test_data_artifacts_are_well_formed(pipeline_run) -> None:
-    _, metadata, checks, _ = pipeline_run
-    manifest = pd.read_parquet(_path(metadata, "image_manifest"))
+def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
+    metadata, checks = materialized.metadata, materialized.checks
+    manifest = pd.read_parquet(materialized.path("image_manifest"))
     assert len(manifest) == metadata["image_manifest"]["n_files"].value == 8 * 12
     assert set(manifest["status"]) == {"ok"}
-    index = pd.read_parquet(_path(metadata, "balanced_index"))
+    index = pd.read_parquet(materialized.path("balanced_index"))
     assert index["sha256"].is_unique
     assert index["target_class"].value_counts().nunique() == 1  # balanced
-    splits = pd.read_parquet(_path(metadata, "dataset_splits"))
+    splits = pd.read_parquet(materialized.path("dataset_splits"))
     assert set(splits["split"]) == {"train", "val", "test"}
     assert (splits.groupby("group_id")["split"].nunique() == 1).all()
     assert checks["no_split_leakage"] is True
@@ -112,20 +62,20 @@ def test_data_artifacts_are_well_formed(pipeline_run) -> None:
     assert {"shortcut_audit_raw_files", "shortcut_audit_model_inputs"} <= set(checks)
 
 
-def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
-    _, metadata, _, _ = pipeline_run
-    model = keras.models.load_model(_path(metadata, "trained_model"))
+def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun) -> None:
+    metadata = materialized.metadata
+    model = keras.models.load_model(materialized.path("trained_model"))
     assert model.input_shape == (None, 48, 48, 1)
-    history = json.loads((_path(metadata, "trained_model").parent / "history.json").read_text())
+    history = json.loads((materialized.path("trained_model").parent / "history.json").read_text())
     assert len(history["loss"]) == 2
-    training = json.loads((_path(metadata, "trained_model").parent / "training.json").read_text())
+    training = json.loads((materialized.path("trained_model").parent / "training.json").read_text())
     kept = training["best_epoch"]
     assert kept == int(np.argmin(history["val_loss"])) + 1
     assert metadata["trained_model"]["val_loss"].value == pytest.approx(
         history["val_loss"][kept - 1]
     )
     evaluation = metadata["model_evaluation"]
-    metrics = json.loads(_path(metadata, "model_evaluation").read_text())
+    metrics = json.loads(materialized.path("model_evaluation").read_text())
     assert evaluation["accuracy"].value == pytest.approx(metrics["accuracy"])
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert np.array(metrics["confusion_matrix"]).sum() == evaluation["n_test_images"].value
@@ -147,8 +97,8 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
         assert key in gallery, key
     # Localisation covers the tumour test images (a lesion too small to survive the resize to
     # 48 px is left out), with the standard pointing-game tolerance.
-    scores = json.loads(_path(metadata, "gradcam_gallery").read_text())
-    splits = pd.read_parquet(_path(metadata, "dataset_splits"))
+    scores = json.loads(materialized.path("gradcam_gallery").read_text())
+    splits = pd.read_parquet(materialized.path("dataset_splits"))
     test_tumours = (splits["split"] == "test") & (splits["target_class"] == "tumor_brain")
     assert 0 < scores["n_with_lesion_mask"] <= int(test_tumours.sum())
     assert 0.0 <= gallery["pointing_game"].value <= 1.0
@@ -160,19 +110,19 @@ def test_model_evaluation_and_gallery_are_recorded(pipeline_run) -> None:
     assert 0.0 < scores["pointing_game_chance"] <= scores["pointing_game_whole_tumour_chance"] < 1
     assert scores["pointing_tolerance_px"] == 3  # 15 px at 224 px -> 3 px at 48 px
     record = json.loads(
-        (_path(metadata, "trained_model").parent / "preprocessing.json").read_text()
+        (materialized.path("trained_model").parent / "preprocessing.json").read_text()
     )
     assert record == {"image_size": 48, "skull_strip": True, "intensity": "equalise"}
-    folder = _path(metadata, "gradcam_gallery").parent
+    folder = materialized.path("gradcam_gallery").parent
     pngs = sorted(p.name for p in folder.glob("*.png"))
     assert "tumor_brain_correct.png" in pngs and len(pngs) == 6
     with Image.open(folder / pngs[0]) as image:
         assert image.size[0] > 100
 
 
-def test_emissions_are_recorded_for_each_tracked_step(pipeline_run) -> None:
-    _, metadata, _, _ = pipeline_run
-    history = pd.read_parquet(_path(metadata, "emissions_record"))
+def test_emissions_are_recorded_for_each_tracked_step(materialized: MaterializedRun) -> None:
+    metadata = materialized.metadata
+    history = pd.read_parquet(materialized.path("emissions_record"))
     assert set(history["asset_key"]) == {
         "image_manifest",
         "trained_model",
@@ -181,21 +131,24 @@ def test_emissions_are_recorded_for_each_tracked_step(pipeline_run) -> None:
     }
     training = history[history["asset_key"] == "trained_model"].iloc[0]
     assert training["measured"] and training["energy_kwh"] > 0
-    assert training["country_iso_code"] == "FRA"
+    assert training["country_iso_code"] == "USA"  # CarbonTracker's default
     assert metadata["trained_model"]["energy_kwh"].value > 0
     assert metadata["emissions_record"]["n_model_versions"].value == 1
 
 
 def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
-    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    materialized: MaterializedRun, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The session's run is the cold one; these runs go on in its instance and artifacts root,
+    # with energy tracking off (the tracker's settings are not an input of any artifact).
     defs = build_definitions(
         data_dir=tiny_data_dir,
-        artifacts_dir=tmp_path / "artifacts",
+        artifacts_dir=materialized.artifacts,
         carbon=CarbonTracker(enabled=False),
     )
     job = defs.resolve_job_def(FULL_PIPELINE_JOB)
-    with dg.instance_for_test() as instance:
+    cold_events = materialized.metadata
+    with dg.DagsterInstance.get() as instance:
 
         def run(config):
             job.execute_in_process(run_config=config, instance=instance)
@@ -207,17 +160,12 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
             }
             return {key: event.metadata["cache_hit"].value for key, event in events.items()}, events
 
-        cold, cold_events = run(FAST_RUN)
-        assert not any(cold.values())
+        assert not any(cold_events[key]["cache_hit"].value for key in ASSETS)
         warm, warm_events = run(FAST_RUN)
         assert all(warm.values()), warm
-        assert (
-            warm_events["trained_model"].metadata["path"]
-            == cold_events["trained_model"].metadata["path"]
-        )
-        assert (
-            warm_events["trained_model"].tags["dagster/data_version"]
-            == cold_events["trained_model"].tags["dagster/data_version"]
+        assert warm_events["trained_model"].metadata["path"] == cold_events["trained_model"]["path"]
+        assert warm_events["trained_model"].metadata["reused_from_run"].value == (
+            materialized.run_id
         )
 
         reseeded = json.loads(json.dumps(FAST_RUN))
@@ -229,12 +177,13 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
         record = events["emissions_record"].metadata
         assert record["n_model_versions"].value == 2
         history = pd.read_parquet(record["path"].value)
-        assert len(history[history["asset_key"] == "trained_model"]) == 2
-        assert not history["measured"].any()
-        assert set(history["measurement_mode"]) == {"not measured"}
+        trainings = history[history["asset_key"] == "trained_model"]
+        assert len(trainings) == 2
+        assert trainings["measured"].tolist() == [True, False]
+        assert trainings["measurement_mode"].iloc[-1] == "not measured"
 
         # New preprocessing code makes new input tensors: the model is trained again.
-        monkeypatch.setattr(assets, "PREPROCESSING_VERSION", "changed")
+        monkeypatch.setattr(training, "PREPROCESSING_VERSION", "changed")
         after_code_change, _ = run(reseeded)
         assert after_code_change["dataset_splits"]
         assert not after_code_change["trained_model"]

@@ -34,12 +34,16 @@ _TRACKED_PACKAGES = (
 
 
 @contextmanager
-def atomic_path(destination: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `destination`; rename it into place on success."""
+def atomic_path(destination: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `destination`; rename it into place on success.
+
+    `suffix` is the temporary name's ending, for writers that choose the format by it
+    (Keras wants `.keras`).
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+        prefix=f".{destination.name}.", suffix=suffix, dir=destination.parent
     )
     os.close(fd)
     tmp_path = Path(tmp_name)

@@ -169,16 +169,29 @@ def _record(measurement, settings, model_version, started_at, seconds, data, mod
     }
 
 
+@contextmanager
+def history_lock(history_dir: Path) -> Iterator[None]:
+    """One exclusive lock for every file of an emissions history folder.
+
+    The step history and the model-version table are read, extended and rewritten by
+    concurrent runs; without the lock, two writers both read the old file and the second
+    rename drops the first one's rows.
+    """
+    history_dir = Path(history_dir)
+    history_dir.mkdir(parents=True, exist_ok=True)
+    with open(history_dir / ".history.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def append_history(history_path: Path, records: list[dict]) -> pd.DataFrame:
-    """Add records to the parquet history (one row per asset and run), under a file lock.
+    """Add records to the parquet history (one row per asset and run), under the folder's lock.
 
     Re-adding a record with the same asset_key and run_id replaces it, so collecting the same
     steps twice does not double-count their energy.
     """
     history_path = Path(history_path)
-    history_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(history_path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with history_lock(history_path.parent):
         previous = (
             pd.read_parquet(history_path)
             if history_path.exists()
@@ -191,6 +204,37 @@ def append_history(history_path: Path, records: list[dict]) -> pd.DataFrame:
         combined = combined.sort_values("started_at").reset_index(drop=True)
         write_parquet(history_path, combined)
     return combined
+
+
+MODEL_VERSION_COLUMNS = ["model_version", "trained_at", "accuracy", "f1_macro"]
+
+
+def append_model_version(versions_path: Path, metrics: dict) -> pd.DataFrame:
+    """Add (or replace) one model version's test figures, under the folder's lock.
+
+    `metrics` is model_evaluation's metrics.json; a model version's name starts with the UTC
+    time it was trained (`20260101T120000_<run>`), which orders the table.
+    """
+    versions_path = Path(versions_path)
+    row = pd.DataFrame(
+        [
+            {
+                "model_version": metrics["model_version"],
+                "trained_at": metrics["model_version"].split("_")[0],
+                "accuracy": metrics["accuracy"],
+                "f1_macro": metrics["f1_macro"],
+            }
+        ],
+        columns=MODEL_VERSION_COLUMNS,
+    )
+    with history_lock(versions_path.parent):
+        previous = pd.read_parquet(versions_path) if versions_path.exists() else row.iloc[0:0]
+        frames = [f for f in (previous, row) if not f.empty]
+        combined = pd.concat(frames, ignore_index=True).drop_duplicates(
+            "model_version", keep="last"
+        )
+        write_parquet(versions_path, combined.reset_index(drop=True))
+    return combined.reset_index(drop=True)
 
 
 def efficiency_by_model_version(history: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Retraining when the raw data changes: a sensor and a weekly schedule, both off by default.
+"""The full_pipeline job, and retraining when the raw data changes: a sensor and a weekly
+schedule, both off by default.
 
 Both compare each raw dataset's fingerprint (the same one its observable source reports as
 data version) with what was last seen, and request a run only when something changed. The
@@ -13,6 +14,7 @@ import os
 import dagster as dg
 
 from brain_pipeline.core.data.sources import RawDataConfig, dataset_fingerprint
+from brain_pipeline.defs.resources import PipelineStorage
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"
@@ -54,40 +56,43 @@ def _run_request(
     )
 
 
-def build_automation(
-    raw: RawDataConfig, job_name: str
-) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
-    @dg.sensor(
-        job_name=job_name,
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Runs the pipeline when images are added, removed or changed.",
-    )
-    def raw_data_changed(context: dg.SensorEvaluationContext):
-        current = current_fingerprints(raw)
-        previous = json.loads(context.cursor) if context.cursor else None
-        if previous is None:
-            # First evaluation: compare with what the current model was built from.
-            previous = _fingerprints_of_last_manifest(context.instance)
-        changed = changed_datasets(previous, current)
-        context.update_cursor(json.dumps(current, sort_keys=True))
-        if not changed:
-            return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
-        context.log.info(f"changed datasets: {', '.join(changed)}")
-        return _run_request(job_name, changed, previous, current)
+full_pipeline = dg.define_asset_job(
+    "full_pipeline",
+    selection=dg.AssetSelection.all(include_sources=True),
+    description="Observe every raw dataset, then materialize the whole chain.",
+)
 
-    @dg.schedule(
-        job_name=job_name,
-        cron_schedule=os.environ.get(RETRAIN_CRON_ENV, DEFAULT_RETRAIN_CRON),
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Weekly retraining; skipped when the raw data did not change.",
-    )
-    def weekly_retrain(context: dg.ScheduleEvaluationContext):
-        current = current_fingerprints(raw)
+
+@dg.sensor(
+    job=full_pipeline,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Runs the pipeline when images are added, removed or changed.",
+)
+def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStorage):
+    current = current_fingerprints(storage.raw_data())
+    previous = json.loads(context.cursor) if context.cursor else None
+    if previous is None:
+        # First evaluation: compare with what the current model was built from.
         previous = _fingerprints_of_last_manifest(context.instance)
-        changed = changed_datasets(previous, current)
-        if not changed:
-            return dg.SkipReason("the raw data is unchanged since the current image_manifest")
-        return _run_request(job_name, changed, previous, current)
+    changed = changed_datasets(previous, current)
+    context.update_cursor(json.dumps(current, sort_keys=True))
+    if not changed:
+        return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
+    context.log.info(f"changed datasets: {', '.join(changed)}")
+    return _run_request(full_pipeline.name, changed, previous, current)
 
-    return raw_data_changed, weekly_retrain
+
+@dg.schedule(
+    job=full_pipeline,
+    cron_schedule=os.environ.get(RETRAIN_CRON_ENV, DEFAULT_RETRAIN_CRON),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly retraining; skipped when the raw data did not change.",
+)
+def weekly_retrain(context: dg.ScheduleEvaluationContext, storage: PipelineStorage):
+    current = current_fingerprints(storage.raw_data())
+    previous = _fingerprints_of_last_manifest(context.instance)
+    changed = changed_datasets(previous, current)
+    if not changed:
+        return dg.SkipReason("the raw data is unchanged since the current image_manifest")
+    return _run_request(full_pipeline.name, changed, previous, current)

@@ -1,15 +1,29 @@
-"""Small helpers the assets share: upstream artifacts, provenance, plots as metadata."""
+"""The ceremony every asset shares, in one place: `ArtifactStep`.
+
+An asset reads its upstream artifacts, hashes everything its output depends on, reuses an
+earlier result made from identical inputs, or computes into a fresh run folder (under the
+carbon tracker where it does real work) and returns a `MaterializeResult` stamped with that
+hash and beside a provenance record. The helpers below it are the pieces `ArtifactStep` is
+built from; checks use `upstream_artifact` directly.
+"""
+
+from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from brain_pipeline.core.artifacts import write_figure, write_provenance
+from brain_pipeline.core.artifacts import write_figure, write_json, write_provenance
+from brain_pipeline.core.emissions import StepMeasurement, track_step
+from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,7 @@ def upstream_artifact(
         asset_key=key,
         path=path,
         run_id=event.run_id,
-        data_version=materialization.tags.get("dagster/data_version"),
+        data_version=(materialization.tags or {}).get("dagster/data_version"),
     )
 
 
@@ -84,7 +98,7 @@ def record_provenance(
     folder: Path,
     *,
     config: dict[str, Any],
-    upstream: list[UpstreamArtifact] = (),
+    upstream: Sequence[UpstreamArtifact] = (),
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write provenance.json: who made this folder, from what, with which code and config."""
@@ -117,7 +131,7 @@ def input_signature(
     context: dg.AssetExecutionContext,
     *,
     config: dict[str, Any],
-    upstream: list[UpstreamArtifact] = (),
+    upstream: Sequence[UpstreamArtifact] = (),
     upstream_versions: dict[str, str | None] | None = None,
 ) -> str:
     """A hash of everything an asset's output depends on: code version, config, inputs.
@@ -153,7 +167,7 @@ def previous_result(context: dg.AssetExecutionContext) -> PreviousResult | None:
     path = Path(str(metadata["path"].value)) if "path" in metadata else None
     if path is None or not path.exists():
         return None
-    data_version = event.asset_materialization.tags.get("dagster/data_version")
+    data_version = (event.asset_materialization.tags or {}).get("dagster/data_version")
     return PreviousResult(event.run_id, metadata, path, data_version)
 
 
@@ -188,3 +202,112 @@ def computed(signature: str, metadata: dict[str, Any]) -> dg.MaterializeResult:
         metadata={**metadata, "input_signature": signature, "cache_hit": False},
         data_version=dg.DataVersion(signature),
     )
+
+
+def emissions_metadata(record: dict) -> dict[str, Any]:
+    """The energy figures of a step's emissions record, or why there are none."""
+    if not record.get("measured"):
+        return {"energy_kwh": "not measured", "energy_note": record.get("not_measured_reason", "")}
+    return {
+        "energy_kwh": dg.MetadataValue.float(record["energy_kwh"]),
+        "emissions_kg_co2eq": dg.MetadataValue.float(record["emissions_kg"]),
+        "power_measurement": record["measurement_mode"],
+    }
+
+
+def finite_or_text(value: Any) -> float | str:
+    """A float for the UI, or "not measured" where there is no finite figure."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "not measured"
+    return number if math.isfinite(number) else "not measured"
+
+
+def progress_log(context: dg.AssetExecutionContext, verb: str = "preprocessed"):
+    """A `progress(done, total)` callback that writes to the run's log."""
+    return lambda done, total: context.log.info(f"{verb} {done}/{total} images")
+
+
+class ArtifactStep:
+    """One materialization of a memoised asset that writes files under the artifacts root.
+
+    ``step = ArtifactStep(context, storage, config=..., upstream=["balanced_index"])``
+    reads the upstream artifacts (`step.upstream[key]`) and hashes the inputs
+    (`step.signature`); `step.reused()` is the earlier result when nothing changed;
+    `step.folder` is this run's fresh folder; `with step.tracked():` measures energy;
+    `step.result(metadata)` writes provenance and returns the stamped result.
+    """
+
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        storage: PipelineStorage,
+        *,
+        config: dict[str, Any],
+        upstream: Sequence[str] = (),
+        upstream_versions: dict[str, str | None] | None = None,
+        carbon: CarbonTracker | None = None,
+    ) -> None:
+        self.context = context
+        self.storage = storage
+        self.config = config
+        self.name = context.asset_key.to_user_string()
+        self.upstream = {key: upstream_artifact(context, key) for key in upstream}
+        self.signature = input_signature(
+            context,
+            config=config,
+            upstream=list(self.upstream.values()),
+            upstream_versions=upstream_versions,
+        )
+        self._carbon = carbon
+        self._folder: Path | None = None
+        self._energy: dict | None = None
+
+    def reused(self) -> dg.MaterializeResult | None:
+        """The earlier result if it was computed from identical inputs and its file exists."""
+        return reuse_if_unchanged(self.context, self.signature, self.storage.reuse_unchanged)
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = self.storage.run_dir(self.name, self.context.run_id)
+        return self._folder
+
+    @contextmanager
+    def tracked(self, model_version: str | None = None) -> Iterator[StepMeasurement]:
+        """Measure the block's energy; the record lands in emissions.json and the metadata."""
+        if self._carbon is None:
+            raise ValueError(f"{self.name}: ArtifactStep needs `carbon` to track energy")
+        with track_step(
+            self._carbon.settings(),
+            asset_key=self.name,
+            run_id=self.context.run_id,
+            model_version=model_version,
+        ) as measurement:
+            yield measurement
+        self._energy = measurement.record
+
+    def figure(self, file_name: str, figure: Any) -> dg.MetadataValue:
+        return figure_metadata(self.folder, file_name, figure)
+
+    def result(
+        self,
+        metadata: dict[str, Any],
+        *,
+        more_upstream: Sequence[UpstreamArtifact] = (),
+        provenance: dict[str, Any] | None = None,
+    ) -> dg.MaterializeResult:
+        """Write emissions.json and provenance.json; return the result stamped with the
+        input signature (which is also its data version)."""
+        if self._energy is not None:
+            write_json(self.folder / "emissions.json", self._energy)
+            metadata = {**metadata, **emissions_metadata(self._energy)}
+        record_provenance(
+            self.context,
+            self.folder,
+            config=self.config,
+            upstream=[*self.upstream.values(), *more_upstream],
+            extra=provenance,
+        )
+        return computed(self.signature, metadata)

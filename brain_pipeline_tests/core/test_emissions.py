@@ -93,3 +93,49 @@ def test_history_accumulates_across_runs_without_double_counting(tmp_path: Path)
     # 0.15 macro-F1 gained for 0.015 kg = 15 g of CO2
     assert table["gain_per_gram_co2"].iloc[1] == pytest.approx(0.01)
     assert table["accuracy_per_kwh"].iloc[0] == pytest.approx(60.0)
+
+
+def _write_versions(folder: str, writer: int, count: int) -> None:
+    """One writer process: `count` model versions, each with its own record."""
+    for i in range(count):
+        version = f"2026010{writer}T0000{i:02d}_w{writer}"
+        metrics = {"model_version": version, "accuracy": 0.5 + i / 100, "f1_macro": 0.5}
+        emissions.append_model_version(Path(folder) / "model_versions.parquet", metrics)
+        emissions.append_history(
+            Path(folder) / "steps.parquet",
+            [_record("trained_model", f"run-{writer}-{i}", version, 0.01, version[:15])],
+        )
+
+
+def test_two_concurrent_writers_lose_no_model_version_or_step(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_versions, args=(str(tmp_path), w, 15)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    versions = pd.read_parquet(tmp_path / "model_versions.parquet")
+    steps = pd.read_parquet(tmp_path / "steps.parquet")
+    assert len(versions) == 30 and versions["model_version"].is_unique
+    assert len(steps) == 30 and set(steps["model_version"]) == set(versions["model_version"])
+
+
+def test_a_model_version_recorded_again_replaces_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "model_versions.parquet"
+    emissions.append_model_version(
+        path, {"model_version": "20260101T000000_a", "accuracy": 0.5, "f1_macro": 0.4}
+    )
+    table = emissions.append_model_version(
+        path, {"model_version": "20260101T000000_a", "accuracy": 0.6, "f1_macro": 0.5}
+    )
+    assert table.to_dict("records") == [
+        {
+            "model_version": "20260101T000000_a",
+            "trained_at": "20260101T000000",
+            "accuracy": 0.6,
+            "f1_macro": 0.5,
+        }
+    ]

@@ -245,3 +245,9 @@ def manifest_summary(manifest: pd.DataFrame) -> dict:
             {str(Path(p).parent) for p in unmapped["dataset"] + "/" + unmapped["path"]}
         ),
     }
+
+
+def readable_thumbnails(manifest: pd.DataFrame) -> pd.DataFrame:
+    """sha256 -> thumbnail of every readable content (one row per content)."""
+    readable = manifest[manifest["status"] == "ok"]
+    return readable[["sha256", "thumbnail"]].drop_duplicates("sha256")

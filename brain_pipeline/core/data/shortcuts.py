@@ -9,7 +9,7 @@ the model actually sees after preprocessing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,3 +134,40 @@ def held_out_probe_accuracy(
     with threadpool_limits(limits=1, user_api="openmp"):
         model = _probe(seed).fit(train_features, np.asarray(train_labels))
         return float((model.predict(test_features) == np.asarray(test_labels)).mean())
+
+
+def audit_splits(
+    rows: pd.DataFrame,
+    tensors_of: Callable[[pd.DataFrame], np.ndarray],
+    model_test_accuracy: float,
+) -> dict:
+    """Trivial-statistics probes on the raw files and on the model inputs, and the model's
+    margin over each on the test split.
+
+    `rows` is the split table joined with each content's thumbnail; `tensors_of(part)` gives
+    the model-ready tensors of some of its rows (read from the tensor cache).
+    """
+    raw_features = raw_file_statistics(rows)
+    tensor_parts = []
+    for name in ("train", "val", "test"):
+        part = rows[rows["split"] == name]
+        tensor_parts.append(tensor_statistics(tensors_of(part)).set_index(part.index))
+    tensor_features = pd.concat(tensor_parts).loc[rows.index]
+    labels, groups = rows["target_class"].to_numpy(), rows["group_id"].to_numpy()
+    train, test = (rows["split"] == "train").to_numpy(), (rows["split"] == "test").to_numpy()
+    raw_test = held_out_probe_accuracy(
+        raw_features[train], labels[train], raw_features[test], labels[test]
+    )
+    tensor_test = held_out_probe_accuracy(
+        tensor_features[train], labels[train], tensor_features[test], labels[test]
+    )
+    return {
+        "raw_files": probe_accuracy(raw_features, labels, groups).as_dict(),
+        "model_inputs": probe_accuracy(tensor_features, labels, groups).as_dict(),
+        "held_out": {
+            "raw_file_probe_test_accuracy": raw_test,
+            "tensor_probe_test_accuracy": tensor_test,
+            "margin_over_raw_file_probe": model_test_accuracy - raw_test,
+            "margin_over_tensor_probe": model_test_accuracy - tensor_test,
+        },
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -148,3 +149,32 @@ def within_source_healthy_vs_alzheimer(
     alzheimer, healthy = class_names.index("alzheimer_brain"), class_names.index("healthy_brain")
     said_alzheimer = probabilities[inside, alzheimer] > probabilities[inside, healthy]
     return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
+
+
+def held_out_metrics(
+    test: pd.DataFrame,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+) -> dict:
+    """Everything model_evaluation reports on the test rows: overall, per source dataset,
+    and healthy vs Alzheimer within the Alzheimer source (where no source cue helps)."""
+    metrics = classification_metrics(labels, probabilities, class_names)
+    metrics["per_dataset"] = metrics_by_group(
+        labels, probabilities, list(test["dataset"]), class_names
+    )
+    metrics["within_source_healthy_vs_alzheimer"] = within_source_healthy_vs_alzheimer(
+        test["source_label"], test["target_class"], probabilities, class_names
+    )
+    return metrics
+
+
+def predictions_table(
+    test: pd.DataFrame, probabilities: np.ndarray, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """One row per test image: its identity, the predicted class and each probability."""
+    predictions = test[["sha256", "dataset", "path", "target_class", "group_id"]].copy()
+    predictions["predicted_class"] = [class_names[i] for i in probabilities.argmax(1)]
+    for position, name in enumerate(class_names):
+        predictions[f"p_{name}"] = probabilities[:, position]
+    return predictions

@@ -1,0 +1,119 @@
+"""Which test images a gallery shows, and one figure per class and outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from brain_pipeline.core.explain.heatmaps import gradcam
+from brain_pipeline.core.explain.scores import score_explanations
+from brain_pipeline.core.model.training import predict_probabilities
+from brain_pipeline.core.plots import render_gallery
+
+OUTCOMES = ("correct", "misclassified")
+
+
+def gallery_selection(
+    labels: np.ndarray, predicted: np.ndarray, per_gallery: int, seed: int
+) -> np.ndarray:
+    """Up to `per_gallery` correct and misclassified test images per class, seeded."""
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for class_index in np.unique(labels):
+        for correct in (True, False):
+            pool = np.flatnonzero((labels == class_index) & ((predicted == labels) == correct))
+            take = rng.permutation(pool)[:per_gallery]
+            chosen.extend(sorted(int(i) for i in take))
+    return np.array(chosen, dtype=np.int64)
+
+
+def gallery_figures(
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    chosen: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+) -> dict[str, object]:
+    """`{class}_{outcome}` -> figure of the chosen images' overlays.
+
+    `heatmaps[k]` is the map of image `chosen[k]`; `labels` and `probabilities` cover every
+    image. Empty galleries are drawn too, so every class shows both outcomes.
+    """
+    predicted = probabilities.argmax(axis=1)
+    position_of = {int(image_index): k for k, image_index in enumerate(chosen)}
+    side = images.shape[1]
+    figures: dict[str, object] = {}
+    for class_index, name in enumerate(class_names):
+        for outcome in OUTCOMES:
+            members = [
+                int(i)
+                for i in chosen
+                if labels[i] == class_index
+                and (predicted[i] == labels[i]) == (outcome == "correct")
+            ]
+            titles = [
+                f"true: {class_names[labels[i]]}\npred: {class_names[predicted[i]]}"
+                f" ({probabilities[i, predicted[i]]:.2f})"
+                for i in members
+            ]
+            figures[f"{name}_{outcome}"] = render_gallery(
+                images[members] if members else np.zeros((0, side, side, 1)),
+                heatmaps[[position_of[i] for i in members]]
+                if members
+                else np.zeros((0, side, side)),
+                titles,
+                suptitle=f"{name}: {outcome} ({len(members)})",
+            )
+    return figures
+
+
+@dataclass(frozen=True)
+class ExplainedTestSet:
+    probabilities: np.ndarray  # every test image's
+    chosen: np.ndarray  # indices of the gallery images
+    heatmaps: np.ndarray  # one map per chosen image
+    scores: dict  # ExplanationScores.as_dict()
+
+
+def explain_test_set(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    lesion_regions: dict[str, list[np.ndarray | None]],
+    *,
+    per_gallery: int,
+    method: str,
+    layer_name: str | None,
+    seed: int,
+    skull_stripped: bool,
+    lesion_class: int,
+) -> ExplainedTestSet:
+    """Predict the test images, map the gallery's, and score the maps.
+
+    Faithfulness and sanity are scored on the gallery images; localisation on every image
+    with a lesion mask (`lesion_regions["core"]` / `["whole_tumour"]`, None where absent).
+    """
+    probabilities = predict_probabilities(model, images)
+    predicted = probabilities.argmax(axis=1)
+    chosen = gallery_selection(labels, predicted, per_gallery, seed)
+    maps = {"layer_name": layer_name, "method": method}
+    heatmaps = gradcam(model, images[chosen], predicted[chosen], **maps)
+    lesioned = [i for i, mask in enumerate(lesion_regions["core"]) if mask is not None]
+    scores = score_explanations(
+        model,
+        images[chosen],
+        heatmaps,
+        predicted[chosen],
+        lesion_images=images[lesioned],
+        lesion_masks=[lesion_regions["core"][i] for i in lesioned],
+        whole_tumour_masks=[lesion_regions["whole_tumour"][i] for i in lesioned],
+        lesion_class=lesion_class,
+        seed=seed,
+        skull_stripped=skull_stripped,
+        **maps,
+    )
+    return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict())

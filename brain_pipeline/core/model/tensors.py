@@ -1,0 +1,34 @@
+"""Model-ready tensors for rows of the split table, through the shared tensor cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.imaging.preprocessing import (
+    Preprocessing,
+    build_tensor_cache,
+    class_indices,
+    filesystem_path,
+)
+
+
+def tensors_for_rows(
+    frame: pd.DataFrame,
+    roots: Mapping[str, Path],
+    preprocessing: Preprocessing,
+    cache_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cached tensors (memory-mapped) and class indices of `frame`'s rows, in its order."""
+    files = [
+        filesystem_path(roots[d], p) for d, p in zip(frame["dataset"], frame["path"], strict=True)
+    ]
+    tensors = build_tensor_cache(
+        files, list(frame["sha256"]), preprocessing, cache_dir, progress=progress
+    )
+    return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)

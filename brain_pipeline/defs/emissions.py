@@ -1,0 +1,70 @@
+"""emissions_record: the energy and CO2 of every tracked step, across model versions."""
+
+import dagster as dg
+import pandas as pd
+
+from brain_pipeline.core import plots
+from brain_pipeline.core.artifacts import read_json, write_parquet
+from brain_pipeline.core.emissions import (
+    append_history,
+    append_model_version,
+    efficiency_by_model_version,
+)
+from brain_pipeline.defs.evaluation import model_evaluation
+from brain_pipeline.defs.explanation import gradcam_gallery
+from brain_pipeline.defs.resources import PipelineStorage
+from brain_pipeline.defs.support import ArtifactStep, finite_or_text, markdown_table
+from brain_pipeline.defs.training import trained_model
+
+TRACKED_STEPS = ("image_manifest", "trained_model", "model_evaluation", "gradcam_gallery")
+EFFICIENCY_COLUMNS = [
+    "model_version",
+    "accuracy",
+    "f1_macro",
+    "energy_kwh",
+    "emissions_kg",
+    "cumulative_kwh",
+    "accuracy_per_kwh",
+    "gain_per_gram_co2",
+]
+
+
+@dg.asset(
+    deps=["image_manifest", trained_model, model_evaluation, gradcam_gallery],
+    group_name="model",
+    code_version="1",
+    kinds={"parquet"},
+)
+def emissions_record(
+    context: dg.AssetExecutionContext, storage: PipelineStorage
+) -> dg.MaterializeResult:
+    """Energy and CO2 of every tracked step, and quality per kWh across model versions."""
+    step = ArtifactStep(context, storage, config={}, upstream=TRACKED_STEPS)
+    if reused := step.reused():
+        return reused
+    records = [read_json(step.upstream[key].folder / "emissions.json") for key in TRACKED_STEPS]
+    history_dir = storage.shared_dir("emissions_history")
+    history = append_history(history_dir / "steps.parquet", records)
+    metrics = read_json(step.upstream["model_evaluation"].path)
+    versions = append_model_version(history_dir / "model_versions.parquet", metrics)
+    table = efficiency_by_model_version(history, versions)
+    path = write_parquet(step.folder / "emissions_history.parquet", history)
+    write_parquet(step.folder / "efficiency.parquet", table)
+    this_chain = pd.DataFrame(records).set_index("asset_key")
+    totals = history.groupby("asset_key")[["energy_kwh", "emissions_kg", "duration_s"]].sum()
+    return step.result(
+        {
+            "path": dg.MetadataValue.path(str(path)),
+            "n_records": len(history),
+            "n_model_versions": len(table),
+            "steps_this_chain": markdown_table(
+                this_chain[["duration_s", "energy_kwh", "emissions_kg", "measurement_mode"]]
+            ),
+            "totals_per_asset": markdown_table(totals),
+            "efficiency_by_model_version": markdown_table(
+                table[EFFICIENCY_COLUMNS].set_index("model_version")
+            ),
+            "test_accuracy_per_kwh": finite_or_text(table.iloc[-1]["accuracy_per_kwh"]),
+            "efficiency": step.figure("efficiency.png", plots.efficiency_plot(table)),
+        }
+    )

@@ -1,0 +1,217 @@
+"""Ingestion: image_manifest -> balanced_index -> dataset_splits."""
+
+import dagster as dg
+import pandas as pd
+
+from brain_pipeline.core import plots, reports
+from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.data import dedup, shortcuts, splits
+from brain_pipeline.core.data.manifest import build_manifest, manifest_summary, readable_thumbnails
+from brain_pipeline.core.data.sources import dataset_fingerprint
+from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
+from brain_pipeline.defs.support import (
+    ArtifactStep,
+    UpstreamArtifact,
+    markdown_table,
+    previous_result,
+)
+
+_INDEX = dedup.IndexSettings()
+_SPLITS = splits.SplitSettings()
+
+
+class IndexConfig(dg.Config):
+    """The launchpad's face of core.data.dedup.IndexSettings."""
+
+    seed: int = _INDEX.seed
+    near_duplicate_cosine: float = _INDEX.near_duplicate_cosine
+    balance_classes: bool = _INDEX.balance_classes
+
+    def to_core(self) -> dedup.IndexSettings:
+        return dedup.IndexSettings(**self.model_dump())
+
+
+class SplitConfig(dg.Config):
+    """The launchpad's face of core.data.splits.SplitSettings."""
+
+    salt: str = _SPLITS.salt
+    val_fraction: float = _SPLITS.val_fraction
+    test_fraction: float = _SPLITS.test_fraction
+    test_images_per_class: int | None = _SPLITS.test_images_per_class
+
+    def to_core(self) -> splits.SplitSettings:
+        return splits.SplitSettings(**self.model_dump())
+
+
+def image_manifest_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """`image_manifest`, depending on every raw source: the one asset built for the dataset
+    list (its dependencies are wired into the step, so it runs after their observation and
+    records their data versions)."""
+    return dg.asset(
+        name="image_manifest",
+        deps=raw_keys,
+        group_name="data",
+        code_version="2",
+        kinds={"pandas", "parquet"},
+    )(image_manifest)
+
+
+def image_manifest(
+    context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
+) -> dg.MaterializeResult:
+    """Every file in every raw dataset: hash, class, format, size, status and reason."""
+    raw = storage.raw_data()
+    # Fingerprint the files now rather than trust the last observation, which a run that does
+    # not observe the sources (this asset alone) would leave stale. The raw/<dataset> sources
+    # report the same fingerprint as their data version.
+    fingerprints = {f"raw/{spec.name}": dataset_fingerprint(spec.root) for spec in raw.datasets}
+    class_maps = {spec.name: dict(sorted(spec.class_map.items())) for spec in raw.datasets}
+    step = ArtifactStep(
+        context,
+        storage,
+        config={"data_dir": str(raw.data_dir), "class_maps": class_maps},
+        upstream_versions=fingerprints,
+        carbon=carbon,
+    )
+    if reused := step.reused():
+        return reused
+    previous = previous_result(context)  # unchanged files are not decoded again
+    with step.tracked():
+        manifest, decoded = build_manifest(
+            raw.datasets,
+            None if previous is None else pd.read_parquet(previous.path),
+            progress=lambda done, total: context.log.info(f"decoded {done}/{total} files"),
+        )
+    path = write_parquet(step.folder / "manifest.parquet", manifest)
+    summary = manifest_summary(manifest)
+    write_json(step.folder / "summary.json", summary)
+    counts, formats = reports.manifest_tables(manifest)
+    return step.result(
+        {
+            "path": dg.MetadataValue.path(str(path)),
+            **{key: summary[key] for key in ("n_files", "n_ok", "n_rejected", "n_skipped")},
+            "n_unmapped": summary["n_unmapped"],
+            "files_decoded_this_run": decoded,
+            "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
+            "class_counts_per_dataset": markdown_table(counts),
+            "formats_and_modes": markdown_table(formats),
+            "image_sizes": step.figure("image_sizes.png", plots.image_sizes_plot(manifest)),
+            "class_distribution": step.figure(
+                "class_distribution.png",
+                plots.class_distribution(counts, "Files per dataset and class (raw)"),
+            ),
+        },
+        provenance={"raw_data_versions": fingerprints},
+    )
+
+
+@dg.asset(deps=["image_manifest"], group_name="data", code_version="2", kinds={"pandas", "parquet"})
+def balanced_index(
+    context: dg.AssetExecutionContext, config: IndexConfig, storage: PipelineStorage
+) -> dg.MaterializeResult:
+    """Unique contents, near-duplicate groups (`group_id`), classes balanced by downsampling."""
+    step = ArtifactStep(context, storage, config=config.model_dump(), upstream=["image_manifest"])
+    if reused := step.reused():
+        return reused
+    settings = config.to_core()
+    manifest = pd.read_parquet(step.upstream["image_manifest"].path)
+    index, conflicts, report = dedup.build_balanced_index(
+        manifest,
+        seed=settings.seed,
+        near_duplicate_cosine=settings.near_duplicate_cosine,
+        balance=settings.balance_classes,
+    )
+    path = write_parquet(step.folder / "index.parquet", index)
+    write_parquet(step.folder / "label_conflicts.parquet", conflicts)
+    write_json(step.folder / "report.json", report.__dict__)
+    # The raw files' shortcut audit, read by the shortcut_audit_raw_files check.
+    audited = index.merge(readable_thumbnails(manifest), on="sha256")
+    raw_probe = shortcuts.probe_accuracy(
+        shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]
+    )
+    write_json(step.folder / "shortcut_audit.json", raw_probe.as_dict())
+    per_dataset, overall = reports.counts_by_stage(manifest, index, report.counts_before_balancing)
+    roots = storage.raw_data().roots
+    title = "Images per class: files, unique contents, after balancing"
+    return step.result(
+        {
+            "path": dg.MetadataValue.path(str(path)),
+            "n_rows": len(index),
+            "n_unique_contents": report.n_unique_contents,
+            "n_exact_duplicate_files": report.n_exact_duplicate_files,
+            "n_label_conflicts": report.n_conflicting_contents,
+            "n_near_duplicate_groups": report.n_near_duplicate_groups,
+            "largest_group_size": report.largest_group_size,
+            "group_size_distribution": dg.MetadataValue.json(report.group_size_distribution),
+            "largest_groups": markdown_table(reports.largest_groups(index)),
+            "class_counts": markdown_table(overall),
+            "class_counts_per_dataset": markdown_table(per_dataset),
+            "class_balance": step.figure(
+                "class_balance.png", plots.class_distribution(overall.T, title)
+            ),
+            "samples_per_class": step.figure(
+                "samples_per_class.png",
+                reports.sample_grid(index, roots, settings.seed, by="target_class"),
+            ),
+            "samples_per_source": step.figure(
+                "samples_per_source.png",
+                reports.sample_grid(index, roots, settings.seed, by="dataset"),
+            ),
+        }
+    )
+
+
+@dg.asset(deps=[balanced_index], group_name="data", code_version="2", kinds={"pandas", "parquet"})
+def dataset_splits(
+    context: dg.AssetExecutionContext, config: SplitConfig, storage: PipelineStorage
+) -> dg.MaterializeResult:
+    """Train / val / test by near-duplicate group: stable, stratified, leakage-free."""
+    step = ArtifactStep(context, storage, config=config.model_dump(), upstream=["balanced_index"])
+    if reused := step.reused():
+        return reused
+    table = splits.split_index(
+        pd.read_parquet(step.upstream["balanced_index"].path), config.to_core()
+    )
+    # Yesterday's test set stays the test set: inherit assignments made under this config.
+    previous = _previous_splits(context, config)
+    table, changes = splits.keep_previous_assignment(
+        table, None if previous is None else pd.read_parquet(previous.path)
+    )
+    if changes.moved_images:
+        context.log.warning(
+            f"{len(changes.moved_images)} images moved split: new images joined groups "
+            "from different splits (see moved_images.json)"
+        )
+    path = write_parquet(step.folder / "splits.parquet", table)
+    write_json(step.folder / "moved_images.json", changes.moved_images)
+    counts = splits.split_class_counts(table)
+    return step.result(
+        {
+            "path": dg.MetadataValue.path(str(path)),
+            **{f"n_{name}": int((table["split"] == name).sum()) for name in splits.SPLITS},
+            "split_class_counts": markdown_table(counts),
+            **splits.leakage_report(table),
+            "groups_kept_from_previous_splits": changes.inherited_groups,
+            "bridging_groups": changes.bridging_groups,
+            "moved_images": len(changes.moved_images),
+            "split_config": dg.MetadataValue.json(config.model_dump()),
+            "split_distribution": step.figure(
+                "split_distribution.png",
+                plots.class_distribution(counts, "Images per split and class"),
+            ),
+        },
+        # The previous splits are an input too: existing images keep their split from them.
+        more_upstream=[previous] if previous else [],
+    )
+
+
+def _previous_splits(
+    context: dg.AssetExecutionContext, config: SplitConfig
+) -> UpstreamArtifact | None:
+    """The current splits artifact, if it was made with the same split config."""
+    previous = previous_result(context)
+    if previous is None or "split_config" not in previous.metadata:
+        return None
+    if previous.metadata["split_config"].value != config.model_dump():
+        return None
+    return UpstreamArtifact("dataset_splits", previous.path, previous.run_id, previous.data_version)
