@@ -1,6 +1,6 @@
 """Manifest throughput on real data: cold scan, unchanged re-scan, re-scan after +100 files.
 
-    .venv/bin/python benchmarks/ingest.py --data-dir ../shared/datasets
+    .venv/bin/python benchmarks/ingest.py --data-dir /path/to/datasets
 
 The raw root is never written to: the benchmark works in a scratch root whose dataset folders
 are symlinks to the real ones, and "adds" 100 files as a new dataset folder holding copies of

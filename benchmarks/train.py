@@ -1,8 +1,8 @@
-"""Training benchmark: streaming input, memory, speed against the study's network, accuracy.
+"""Training benchmark: streaming input against in-memory, peak memory, time and test quality.
 
-    .venv/bin/python benchmarks/train.py --data-dir ../shared/datasets [--seed-cap-min 20]
+    .venv/bin/python benchmarks/train.py --data-dir /path/to/datasets [--throughput-images 1024]
 
-One run, four phases, each phase in a fresh process (so its peak memory is its own):
+One run, three phases, each phase in a fresh process (so its peak memory is its own):
 
 1. prepare - manifest, balanced index and leakage-free splits with the pipeline's defaults;
    tensors cached at the default preprocessing (not timed: the pipeline caches them once).
@@ -17,13 +17,8 @@ One run, four phases, each phase in a fresh process (so its peak memory is its o
    accuracy, macro-F1, per class, per source, within-source healthy vs Alzheimer, and the
    trivial-statistics probe on the preprocessed tensors of the same splits. `peak_rss_gb` is
    this process's peak resident memory.
-4. seed - the study's `seed_cnn` at 512x512x3 (grayscale repeated into three channels, as the
-   study fed grayscale scans as RGB), the same optimiser, batch size and class weights, with a
-   validation after every `--seed-chunk-steps` steps and its wall time capped at
-   `--seed-cap-min`. `speedup_vs_seed` = time for seed_cnn to reach its best validation
-   macro-F1 / time for the default run to first reach that same figure.
 
-Validation time counts in both runs' clocks. Prints progress, then one JSON object as the
+Validation time counts in the run's clock. Prints progress, then one JSON object as the
 last line.
 """
 
@@ -50,10 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--throughput-images", type=int, default=2048)
     parser.add_argument("--throughput-rounds", type=int, default=9)
-    parser.add_argument("--seed-image-size", type=int, default=512)
-    parser.add_argument("--seed-cap-min", type=float, default=20.0)
-    parser.add_argument("--seed-chunk-steps", type=int, default=40)
-    parser.add_argument("--skip-seed", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -116,10 +107,10 @@ def prepare(args_dict: dict) -> dict:
 
 
 class _EpochClock:
-    """Wall time and validation macro-F1 at the end of every epoch (or chunk of steps)."""
+    """Wall time and validation macro-F1 at the end of every epoch."""
 
-    def __init__(self, val_x, val_y, n_classes: int, as_rgb: bool = False) -> None:
-        self.val_x, self.val_y, self.n_classes, self.as_rgb = val_x, val_y, n_classes, as_rgb
+    def __init__(self, val_x, val_y, n_classes: int) -> None:
+        self.val_x, self.val_y, self.n_classes = val_x, val_y, n_classes
         self.started = time.perf_counter()
         self.points: list[dict] = []
 
@@ -130,8 +121,6 @@ class _EpochClock:
         predicted = []
         for start in range(0, len(self.val_x), 32):
             batch = np.asarray(self.val_x[start : start + 32], dtype=np.float32)
-            if self.as_rgb:
-                batch = np.repeat(batch, 3, axis=-1)
             predicted.append(model.predict_on_batch(batch).argmax(axis=1))
         f1 = float(
             f1_score(
@@ -307,83 +296,6 @@ def default_run(args_dict: dict) -> dict:
     }
 
 
-def seed_run(args_dict: dict) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
-    from brain_pipeline.core.imaging.preprocessing import Preprocessing
-    from brain_pipeline.core.model.architectures import build_model
-    from brain_pipeline.core.model.inputs import batch_stream
-    from brain_pipeline.core.model.training import TrainingConfig, balanced_class_weights
-
-    from benchdata import split_tensors
-
-    config = TrainingConfig()
-    size, cap_s = args_dict["seed_image_size"], 60.0 * args_dict["seed_cap_min"]
-    # The seed network's inputs: same crop, stripping and normalisation, at the study's size.
-    preprocessing = Preprocessing(size, skull_strip=config.skull_strip, intensity=config.intensity)
-    raw, table = _splits(args_dict)
-    cache = Path(args_dict["work_dir"])
-    started = time.perf_counter()
-    _, train_x, train_y = split_tensors(raw, table, "train", preprocessing, cache)
-    _, val_x, val_y = split_tensors(raw, table, "val", preprocessing, cache)
-    print(f"  seed tensors at {size} px ready in {time.perf_counter() - started:.0f} s", flush=True)
-    n_classes = len(TARGET_CLASSES)
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        "seed_cnn",
-        image_size=size,
-        channels=3,
-        n_classes=n_classes,
-        augmentation=config.augmentation,
-        seed=config.seed,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy"
-    )
-    # The pipeline's stream, grayscale repeated into the study's three channels, endless
-    # (the time cap ends training); each pass reshuffles.
-    stream = (
-        batch_stream(
-            train_x, train_y, n_classes, batch_size=config.batch_size, shuffle=True, seed=0
-        )
-        .map(lambda x, y: (tf.repeat(x, 3, axis=-1), y))
-        .repeat()
-    )
-    clock = _EpochClock(val_x, val_y, n_classes, as_rgb=True)
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            f1 = clock.record(self.model)
-            seconds = clock.points[-1]["seconds"]
-            print(f"  seed chunk {epoch + 1}: val macro-F1 {f1:.3f} at {seconds:.0f} s", flush=True)
-            if seconds >= cap_s:
-                self.model.stop_training = True
-
-    chunk = args_dict["seed_chunk_steps"]
-    model.fit(
-        stream,
-        steps_per_epoch=chunk,
-        epochs=10_000,  # stopped by the time cap
-        class_weight=balanced_class_weights(train_y, n_classes),
-        callbacks=[Clock()],
-        verbose=0,
-    )
-    best = max(clock.points, key=lambda point: point["val_macro_f1"])
-    return {
-        "seed_parameters": int(model.count_params()),
-        "seed_image_size": size,
-        "seed_cap_s": cap_s,
-        "seed_seconds_trained": clock.points[-1]["seconds"],
-        "seed_images_seen": len(clock.points) * chunk * config.batch_size,
-        "seed_best_val_macro_f1": best["val_macro_f1"],
-        "seed_seconds_to_best": best["seconds"],
-        "seed_clock": clock.points,
-        "seed_peak_rss_gb": _peak_rss_gb(),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bp_train_bench_") as scratch:
@@ -400,25 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         default = _in_child(default_run, shared)
         print(json.dumps({k: v for k, v in default.items() if k != "epoch_clock"}), flush=True)
         summary.update(default)
-        if not args.skip_seed:
-            print(
-                f"seed: seed_cnn at {args.seed_image_size} px, capped at {args.seed_cap_min} min",
-                flush=True,
-            )
-            seed = _in_child(seed_run, shared)
-            summary.update(seed)
-            reached = [
-                point["seconds"]
-                for point in default["epoch_clock"]
-                if point["val_macro_f1"] >= seed["seed_best_val_macro_f1"]
-            ]
-            summary["default_seconds_to_seed_best"] = reached[0] if reached else None
-            summary["speedup_vs_seed"] = (
-                seed["seed_seconds_to_best"] / reached[0] if reached else None
-            )
-    # The per-epoch clocks go on their own line, so the last line stays readable.
-    clocks = {key: summary.pop(key) for key in ("epoch_clock", "seed_clock") if key in summary}
-    print("clocks:", json.dumps(clocks))
+    # The per-epoch clock goes on its own line, so the last line stays readable.
+    print("epoch clock:", json.dumps(summary.pop("epoch_clock")))
     print(json.dumps(summary))
 
 

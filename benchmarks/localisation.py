@@ -1,13 +1,15 @@
-"""Train and score the default model on a raw-data folder, with the pipeline's core functions.
+"""Grad-CAM localisation on the phantoms: how well a model's maps find the lesions.
 
-manifest -> balanced index -> splits -> train (TrainingParams defaults) -> test metrics
--> Grad-CAM scores on every test image, and the pointing game in detail: the hit rate at
-other tolerances and how far each miss's peak lies from its lesion, and against the whole
-tumour (core and oedema halo), each beside its chance rate. Prints the figures, then one JSON
-line. `--model` scores a saved model instead of training one.
+Trains the default model on a raw-data folder with the pipeline's core functions (manifest ->
+balanced index -> splits -> train with the `TrainingConfig` defaults), or loads a saved one
+with `--model`, then scores it on every test image: accuracy and macro-F1, Grad-CAM scores
+(heat in brain, deletion with both fills), and the pointing game on the test tumours in
+detail: the hit rate at several tolerances, how far each miss's peak lies from its lesion,
+and against the whole tumour (core and oedema halo), each beside its chance rate. Prints
+the figures, then one JSON line.
 
-    .venv/bin/python benchmarks/synthetic_baseline.py [--data-dir data] [--epochs 20]
-    .venv/bin/python benchmarks/synthetic_baseline.py --model artifacts/trained_model/*/model.keras
+    .venv/bin/python benchmarks/localisation.py [--data-dir data] [--epochs 20]
+    .venv/bin/python benchmarks/localisation.py --model artifacts/trained_model/*/model.keras
 """
 
 from __future__ import annotations
@@ -22,13 +24,24 @@ import numpy as np
 
 from brain_pipeline.core.artifacts import write_figure
 from brain_pipeline.core.data import splits
+from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.explain import gradcam
+from brain_pipeline.core.explain.heatmaps import gradcam
+from brain_pipeline.core.explain.localisation import (
+    peak_distance_px,
+    pointing_game_hit,
+    pointing_tolerance_px,
+)
+from brain_pipeline.core.explain.scores import score_explanations
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model import evaluation
-from brain_pipeline.core.model.training import predict_probabilities, train_classifier
-from brain_pipeline.core.phantoms import lesion_masks_by_region
-from brain_pipeline.defs.assets import TrainingParams
+from brain_pipeline.core.model.architectures import AugmentationConfig
+from brain_pipeline.core.model.training import (
+    TrainingConfig,
+    predict_probabilities,
+    train_classifier,
+)
+from brain_pipeline.core.plots import render_gallery
 
 from benchdata import prepared_splits, run_in_folder, split_tensors
 
@@ -54,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO / "data")
     parser.add_argument("--artifacts-dir", type=Path, default=None, help="default: a temp dir")
-    defaults = TrainingParams()
+    defaults = TrainingConfig()
     for name in OVERRIDABLE:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
@@ -78,10 +91,14 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print(splits.split_class_counts(table).to_string(), "\n")
 
     overrides = {name: getattr(args, name) for name in OVERRIDABLE}
-    params = TrainingParams(
-        **overrides, augment=not args.no_augment, skull_strip=not args.no_skull_strip
+    augmentation = (
+        AugmentationConfig(flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
+        if args.no_augment
+        else AugmentationConfig()
     )
-    config = params.to_core()
+    config = TrainingConfig(
+        **overrides, augmentation=augmentation, skull_strip=not args.no_skull_strip
+    )
     preprocessing = config.preprocessing
     if args.model is not None:
         model = keras.models.load_model(args.model)
@@ -126,8 +143,8 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     regions = lesion_masks_by_region(raw, test["dataset"], test["path"], config.image_size)
     masks, whole_tumour = regions["core"], regions["whole_tumour"]
     predicted = probabilities.argmax(axis=1)
-    heatmaps = gradcam.gradcam(model, images, predicted)
-    scores = gradcam.score_explanations(
+    heatmaps = gradcam(model, images, predicted)
+    scores = score_explanations(
         model,
         images,
         heatmaps,
@@ -142,7 +159,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     tumour = TARGET_CLASSES.index("tumor_brain")
     tumours = [i for i, mask in enumerate(masks) if mask is not None]
     tumour_maps = (
-        gradcam.gradcam(model, images[tumours], np.full(len(tumours), tumour))
+        gradcam(model, images[tumours], np.full(len(tumours), tumour))
         if tumours
         else np.zeros((0, *images.shape[1:3]), np.float32)
     )
@@ -197,17 +214,17 @@ def _pointing_detail(maps, masks, whole_tumour, probabilities) -> dict:
         return {}
     tumour = TARGET_CLASSES.index("tumor_brain")
     pairs = list(zip(maps, masks, strict=True))
-    standard = gradcam.pointing_tolerance_px(maps.shape[1])
+    standard = pointing_tolerance_px(maps.shape[1])
     hits = {
-        t: np.array([gradcam.pointing_game_hit(h, m, tolerance_px=t) for h, m in pairs])
+        t: np.array([pointing_game_hit(h, m, tolerance_px=t) for h, m in pairs])
         for t in sorted({*TOLERANCES_PX, standard})
     }
     missed = ~hits[standard]
     distances = np.sort(
-        [gradcam.peak_distance_px(h, m) for (h, m), miss in zip(pairs, missed, strict=True) if miss]
+        [peak_distance_px(h, m) for (h, m), miss in zip(pairs, missed, strict=True) if miss]
     )
     on_whole = sum(
-        gradcam.pointing_game_hit(h, w)
+        pointing_game_hit(h, w)
         for h, w, miss in zip(maps, whole_tumour, missed, strict=True)
         if miss
     )
@@ -234,15 +251,13 @@ def _save_tumour_gallery(images, maps, masks, whole_tumour, probabilities, out: 
     tumour = TARGET_CLASSES.index("tumor_brain")
 
     def verdict(heatmap, mask) -> str:
-        return "hit" if gradcam.pointing_game_hit(heatmap, mask) else "miss"
+        return "hit" if pointing_game_hit(heatmap, mask) else "miss"
 
     titles = [
         f"p(tumour) {p[tumour]:.2f}, core {verdict(h, m)}, whole {verdict(h, w)}"
         for h, m, w, p in zip(maps, masks, whole_tumour, probabilities, strict=True)
     ]
-    figure = gradcam.render_gallery(
-        images[..., 0], maps, titles, suptitle="tumour maps of test tumours"
-    )
+    figure = render_gallery(images[..., 0], maps, titles, suptitle="tumour maps of test tumours")
     for ax, mask, whole in zip(figure.axes, masks, whole_tumour, strict=False):
         ax.contour(mask, levels=[0.5], colors="cyan", linewidths=0.6)
         ax.contour(whole, levels=[0.5], colors="cyan", linewidths=0.6, linestyles="dashed")

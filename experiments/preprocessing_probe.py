@@ -1,6 +1,11 @@
-"""How much do trivial statistics of the model's inputs give away, per preprocessing choice?
+"""Which preprocessing hides trivial cues? Equalisation with skull stripping: probe 0.475.
 
-    .venv/bin/python benchmarks/preprocessing_probe.py --data-dir ../shared/datasets
+Answered (docs/decisions.md, "Histogram equalisation" and "Skull stripping"): on 1,200 real
+images the trivial-statistics probe on the model's inputs scored 0.652 with percentile
+scaling, 0.657 with skull stripping added, 0.508 with equalisation and 0.475 with both
+(chance 0.333), so both are the defaults.
+
+    .venv/bin/python experiments/preprocessing_probe.py --data-dir /path/to/datasets
 
 Samples `--per-class` images per class from the pipeline's balanced index (default settings),
 preprocesses each with every combination of intensity mode (percentile, equalise) and skull
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +28,9 @@ import numpy as np
 from brain_pipeline.core.data.shortcuts import probe_accuracy, tensor_statistics
 from brain_pipeline.core.imaging.preprocessing import Preprocessing, filesystem_path, load_image
 
-from benchdata import prepared_splits
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks' shared data helper
+from benchdata import prepared_splits  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,10 @@
-"""Can an architecture learn a small local finding? Healthy vs tumour phantoms, one run.
+"""Which architecture learns small local findings? stacked_cnn (0.89), not compact_cnn (0.70).
 
-    .venv/bin/python benchmarks/lesion_learnability.py [--images 600] [--architecture stacked_cnn]
+Answered (docs/decisions.md, "Default architecture"): on 600 phantoms, 30 epochs, percentile
+scaling, validation accuracy 0.89 for `stacked_cnn` against 0.70 for `compact_cnn`; pointing
+game on the 60 held-out tumours 0.80 against 0.55. So `stacked_cnn` is the default.
+
+    .venv/bin/python experiments/lesion_learnability.py [--images 600] [--architecture stacked_cnn]
 
 Renders `--images` phantoms in memory (half tumour, half healthy, alternating the two
 skull-on source styles, so style gives nothing away), preprocesses them with the pipeline's
@@ -18,7 +22,9 @@ import time
 import keras
 import numpy as np
 
-from brain_pipeline.core.explain import gradcam
+from brain_pipeline.core.explain.heatmaps import gradcam
+from brain_pipeline.core.explain.localisation import heat_share, pointing_game_hit
+from brain_pipeline.core.imaging.brain_mask import estimate_brain_mask
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
 from brain_pipeline.core.phantoms import render_phantom
@@ -74,7 +80,7 @@ def main() -> None:
     print("validation accuracy by epoch:", val_accuracy)
 
     tumours = [i for i in range(split, len(x)) if y[i] == 1]
-    maps = gradcam.gradcam(model, x[tumours], np.ones(len(tumours), dtype=np.int64))
+    maps = gradcam(model, x[tumours], np.ones(len(tumours), dtype=np.int64))
     pairs = list(zip(maps, tumours, strict=True))
     result = {
         "architecture": args.architecture,
@@ -83,10 +89,10 @@ def main() -> None:
         "parameters": int(model.count_params()),
         "final_val_accuracy": val_accuracy[-1],
         "best_val_accuracy": max(val_accuracy),
-        "pointing_game": float(np.mean([gradcam.pointing_game_hit(h, masks[i]) for h, i in pairs])),
-        "heat_in_lesion": float(np.mean([gradcam.heat_share(h, masks[i]) for h, i in pairs])),
+        "pointing_game": float(np.mean([pointing_game_hit(h, masks[i]) for h, i in pairs])),
+        "heat_in_lesion": float(np.mean([heat_share(h, masks[i]) for h, i in pairs])),
         "heat_in_brain": float(
-            np.mean([gradcam.heat_share(h, gradcam.estimate_brain_mask(x[i])) for h, i in pairs])
+            np.mean([heat_share(h, estimate_brain_mask(x[i])) for h, i in pairs])
         ),
     }
     print(json.dumps(result))
