@@ -14,13 +14,9 @@ import pandas as pd
 
 from brain_pipeline.core.data import dedup, splits
 from brain_pipeline.core.data.manifest import build_manifest
-from brain_pipeline.core.data.sources import TARGET_CLASSES, RawDataConfig, load_raw_data_config
-from brain_pipeline.core.imaging.preprocessing import (
-    Preprocessing,
-    build_tensor_cache,
-    class_indices,
-    filesystem_path,
-)
+from brain_pipeline.core.data.sources import RawDataConfig, load_raw_data_config
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.model.tensors import tensors_for_rows
 
 
 def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
@@ -45,12 +41,8 @@ def split_tensors(
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Rows of one split, their cached tensors (memory-mapped) and class indices."""
     frame = table[table["split"] == split].reset_index(drop=True)
-    roots = raw.roots
-    files = [
-        filesystem_path(roots[d], p) for d, p in zip(frame["dataset"], frame["path"], strict=True)
-    ]
-    tensors = build_tensor_cache(files, list(frame["sha256"]), preprocessing, cache_dir)
-    return frame, tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
+    tensors, labels = tensors_for_rows(frame, raw.roots, preprocessing, cache_dir)
+    return frame, tensors, labels
 
 
 def run_in_folder(folder: Path | None, work: Callable[[Path], dict], prefix: str) -> dict:

@@ -8,9 +8,8 @@ from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.data import shortcuts
 from brain_pipeline.core.data.manifest import readable_thumbnails
 from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model import evaluation
-from brain_pipeline.core.model.tensors import tensors_for_rows
+from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_split
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
@@ -28,8 +27,6 @@ def model_evaluation(
     context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
 ) -> dg.MaterializeResult:
     """Test-split metrics: accuracy, F1, report, confusion matrix, ROC-AUC, calibration."""
-    import keras
-
     step = ArtifactStep(
         context,
         storage,
@@ -39,11 +36,9 @@ def model_evaluation(
     )
     if reused := step.reused():
         return reused
-    model_file = step.upstream["trained_model"]
-    model = keras.models.load_model(model_file.path)
-    table = pd.read_parquet(step.upstream["dataset_splits"].path)
-    test = table[table["split"] == "test"].reset_index(drop=True)
-    preprocessing = Preprocessing.for_model(model_file.path, int(model.input_shape[1]))
+    model_file, splits_file = step.upstream["trained_model"], step.upstream["dataset_splits"]
+    model, preprocessing, test = trained_model_and_split(model_file.path, splits_file.path)
+    table = pd.read_parquet(splits_file.path)
     roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
 
     def tensors_of(rows: pd.DataFrame):

@@ -2,14 +2,12 @@
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.explain.gallery import explain_test_set, gallery_figures
-from brain_pipeline.core.imaging.preprocessing import Preprocessing
-from brain_pipeline.core.model.tensors import tensors_for_rows
+from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_split
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
@@ -33,8 +31,6 @@ def gradcam_gallery(
     carbon: CarbonTracker,
 ) -> dg.MaterializeResult:
     """Grad-CAM overlays per class, correct and misclassified, with trust scores."""
-    import keras
-
     step = ArtifactStep(
         context,
         storage,
@@ -45,10 +41,9 @@ def gradcam_gallery(
     if reused := step.reused():
         return reused
     model_file = step.upstream["trained_model"]
-    model = keras.models.load_model(model_file.path)
-    table = pd.read_parquet(step.upstream["dataset_splits"].path)
-    test = table[table["split"] == "test"].reset_index(drop=True)
-    preprocessing = Preprocessing.for_model(model_file.path, int(model.input_shape[1]))
+    model, preprocessing, test = trained_model_and_split(
+        model_file.path, step.upstream["dataset_splits"].path
+    )
     raw, cache = storage.raw_data(), storage.shared_dir("tensor_cache")
     with step.tracked(model_version=model_file.folder.name):
         # The cached test tensors (shared with model_evaluation): no decoding again.
