@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from brain_pipeline.core.data.dedup import IndexSettings
+from brain_pipeline.core.data.splits import SplitSettings
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
-from brain_pipeline.defs import training
+from brain_pipeline.defs import ingestion, training
 from brain_pipeline.defs.resources import CarbonTracker
 from brain_pipeline_tests.conftest import ASSETS, FAST_RUN, MaterializedRun
 
@@ -31,6 +33,9 @@ def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
 
     assert training.TrainingParams().to_core() == TrainingConfig()
     assert training.TrainingParams(augment=False).to_core().augmentation.enabled is False
+    assert ingestion.IndexConfig().to_core() == IndexSettings()
+    assert ingestion.SplitConfig().to_core() == SplitSettings()
+    assert ingestion.SplitConfig(test_images_per_class=50).to_core().test_images_per_class == 50
 
 
 def test_every_asset_materializes_and_observes_sources(materialized: MaterializedRun) -> None:
