@@ -28,11 +28,15 @@ class TrainingParams(dg.Config):
     epochs: int = _DEFAULTS.epochs
     batch_size: int = _DEFAULTS.batch_size
     learning_rate: float = _DEFAULTS.learning_rate
+    lr_schedule: str = _DEFAULTS.lr_schedule
+    lr_warmup_epochs: int = _DEFAULTS.lr_warmup_epochs
     early_stopping_patience: int = _DEFAULTS.early_stopping_patience
+    restore_best_weights: bool = _DEFAULTS.restore_best_weights
     reduce_lr_patience: int = _DEFAULTS.reduce_lr_patience
     warmup_epochs: int = _DEFAULTS.warmup_epochs
     class_weights: bool = _DEFAULTS.class_weights
     precise_bn_batches: int = _DEFAULTS.precise_bn_batches
+    jit_compile: bool = _DEFAULTS.jit_compile
     augment: bool = True
     seed: int = _DEFAULTS.seed
 
@@ -48,7 +52,7 @@ class TrainingParams(dg.Config):
 
 
 @dg.asset(
-    deps=[dataset_splits], group_name="model", code_version="5", kinds={"keras", "tensorflow"}
+    deps=[dataset_splits], group_name="model", code_version="6", kinds={"keras", "tensorflow"}
 )
 def trained_model(
     context: dg.AssetExecutionContext,

@@ -10,7 +10,9 @@ import pytest
 
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
 from brain_pipeline.core.model.training import (
+    LONG_SCHEDULE,
     TrainingConfig,
+    learning_rate_schedule,
     predict_probabilities,
     recompute_batchnorm_statistics,
     train_classifier,
@@ -144,6 +146,18 @@ def test_best_epoch_names_the_weights_actually_kept(tmp_path: Path) -> None:
     )
     losses = watched.history["val_loss"]
     assert watched.best_epoch == int(np.argmin(losses)) + 1
+    # Not restoring: the last epoch's weights are kept, whatever the validation loss did.
+    last = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        _config(epochs=4, warmup_epochs=0, restore_best_weights=False),
+        class_names=CLASSES,
+        resume_dir=tmp_path / "c",
+        log=lambda _: None,
+    )
+    assert last.best_epoch == last.epochs_run == 4
 
 
 def test_a_torn_checkpoint_restarts_training_instead_of_failing(tmp_path: Path) -> None:
@@ -178,7 +192,13 @@ def test_the_learning_rate_is_halved_on_a_plateau_unless_turned_off(
         y,
         x,
         wrong,
-        _config(epochs=4, warmup_epochs=0, learning_rate=3e-3, reduce_lr_patience=patience),
+        _config(
+            epochs=4,
+            warmup_epochs=0,
+            learning_rate=3e-3,
+            lr_schedule="constant",
+            reduce_lr_patience=patience,
+        ),
         class_names=CLASSES,
         resume_dir=tmp_path / "resume",
         log=lambda _: None,
@@ -189,6 +209,63 @@ def test_the_learning_rate_is_halved_on_a_plateau_unless_turned_off(
         assert final <= 3e-3 / 2 * 1.0001
     else:
         assert final == pytest.approx(3e-3)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    config = TrainingConfig(epochs=10, learning_rate=2e-3, lr_schedule="cosine", lr_warmup_epochs=2)
+    schedule = learning_rate_schedule(config, steps_per_epoch=5)  # 50 steps, 10 of warm-up
+
+    def rate(step: int) -> float:
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
+    assert rate(0) == pytest.approx(2e-4)  # a tenth of the peak
+    assert rate(5) == pytest.approx(1.1e-3)  # linear: half-way up
+    assert rate(10) == pytest.approx(2e-3)  # the peak at the end of the warm-up
+    assert rate(30) == pytest.approx(1e-3)  # cosine: half the peak half-way down
+    assert rate(50) == pytest.approx(0.0, abs=1e-9)
+    rates = [rate(step) for step in range(10, 51)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    without_warmup = learning_rate_schedule(
+        TrainingConfig(epochs=10, learning_rate=2e-3, lr_warmup_epochs=0), steps_per_epoch=5
+    )
+    assert float(keras.ops.convert_to_numpy(without_warmup(0))) == pytest.approx(2e-3)
+
+
+def test_constant_schedule_and_bad_schedule_settings() -> None:
+    assert learning_rate_schedule(TrainingConfig(lr_schedule="constant"), 7) == 2e-3
+    with pytest.raises(ValueError, match="lr_schedule 'linear'"):
+        learning_rate_schedule(TrainingConfig(lr_schedule="linear"), 7)
+    with pytest.raises(ValueError, match="reduce_lr_patience"):
+        learning_rate_schedule(TrainingConfig(lr_schedule="cosine", reduce_lr_patience=3), 7)
+    long = TrainingConfig(**LONG_SCHEDULE)
+    assert (long.epochs, long.image_size, long.lr_schedule) == (60, 128, "constant")
+
+
+def test_a_resumed_cosine_run_continues_the_schedule(tmp_path: Path) -> None:
+    """The optimiser's step count is restored with the weights, so the learning rate after a
+    resume is the one the uninterrupted run would have had."""
+    x, y = _toy_data()
+    config = _config(epochs=4, learning_rate=3e-3, lr_schedule="cosine", lr_warmup_epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(
+            x,
+            y,
+            x,
+            y,
+            config,
+            class_names=CLASSES,
+            resume_dir=tmp_path / "r",
+            log=lambda _: None,
+            extra_callbacks=[_KillAfterEpoch()],
+        )
+    result = train_classifier(
+        x, y, x, y, config, class_names=CLASSES, resume_dir=tmp_path / "r", log=lambda _: None
+    )
+    assert result.resumed_from_epoch == 2 and result.epochs_run == 4
+    optimizer = result.model.optimizer
+    assert int(optimizer.iterations.numpy()) == 4 * 3  # 48 images in batches of 16
+    final = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    assert final == pytest.approx(0.0, abs=1e-9)
 
 
 def _mean_of_batch_moments(values: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -112,7 +112,7 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     # The default: two convolutions per stage, 24-192 channels, about 82 k parameters. The
     # second convolution helps it learn small local findings: on healthy vs tumour phantoms
     # of one source style, compact_cnn reached 0.70 validation accuracy and this network
-    # 0.89 (README, "Choosing the default model"). Grad-CAM reads a 16x16 map at 128 px.
+    # 0.89 (docs/decisions.md, "Default architecture"). Grad-CAM reads a 12x12 map at 96 px.
     "stacked_cnn": functools.partial(
         _staged_cnn, widths=(24, 48, 96, 192), convs_per_stage=2, name="stacked_cnn"
     ),

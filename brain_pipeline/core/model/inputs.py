@@ -1,8 +1,13 @@
-"""The training input pipeline: batches read from the memory-mapped tensor cache."""
+"""The training input pipeline: shuffled batches of the cached tensors as a tf.data stream."""
 
 from __future__ import annotations
 
 import numpy as np
+
+# Splits whose float16 tensors fit in this many bytes are copied into memory once and sliced
+# by tf.data's own threads; larger ones are streamed from the memory map by a Python generator
+# (memory stays flat, but one Python thread feeds the model).
+IN_MEMORY_BYTES = 2 * 1024**3
 
 
 def batch_stream(
@@ -13,12 +18,28 @@ def batch_stream(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    in_memory_bytes: int = IN_MEMORY_BYTES,
 ):
-    """A tf.data pipeline reading batches from the (memory-mapped) tensor cache."""
+    """A tf.data pipeline of (float32 images, one-hot labels) batches, reshuffled (seeded)
+    every epoch when ``shuffle``; the last batch may be smaller."""
+    import tensorflow as tf
+
+    one_hot = np.eye(n_classes, dtype=np.float32)[labels]
+    if tensors.nbytes <= in_memory_bytes:
+        stream = tf.data.Dataset.from_tensor_slices((np.asarray(tensors), one_hot))
+        if shuffle:
+            stream = stream.shuffle(len(one_hot), seed=seed, reshuffle_each_iteration=True)
+        stream = stream.batch(batch_size).map(
+            lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        return stream.prefetch(tf.data.AUTOTUNE)
+    return _generator_stream(tensors, one_hot, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def _generator_stream(tensors, one_hot, *, batch_size: int, shuffle: bool, seed: int):
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    one_hot = np.eye(n_classes, dtype=np.float32)[labels]
 
     def batches():
         order = rng.permutation(len(tensors)) if shuffle else np.arange(len(tensors))
@@ -29,8 +50,8 @@ def batch_stream(
 
     size = tensors.shape[1]
     signature = (
-        tf.TensorSpec(shape=(None, size, size, 1), dtype=tf.float32),
-        tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, size, size, tensors.shape[-1]), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, one_hot.shape[1]), dtype=tf.float32),
     )
     n_batches = -(-len(tensors) // batch_size)
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
