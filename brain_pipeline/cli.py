@@ -37,7 +37,19 @@ def _materialize(args: argparse.Namespace) -> int:
     from brain_pipeline.console import run_and_report
 
     run_config = json.loads(Path(args.config).read_text()) if args.config else {}
+    if args.long_schedule:
+        run_config = with_long_schedule(run_config)
     return run_and_report(run_config)
+
+
+def with_long_schedule(run_config: dict) -> dict:
+    """The run config with trained_model on LONG_SCHEDULE; settings given in it still win."""
+    from brain_pipeline.core.model.training import LONG_SCHEDULE
+
+    ops = dict(run_config.get("ops", {}))
+    model = dict(ops.get("trained_model", {}))
+    model["config"] = {**LONG_SCHEDULE, **model.get("config", {})}
+    return {**run_config, "ops": {**ops, "trained_model": model}}
 
 
 def _model_path(explicit: str | None) -> Path:
@@ -196,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         "materialize", help="observe the raw data and materialize every asset (full_pipeline)"
     )
     run.add_argument("--config", help="JSON run config (the launchpad's, as JSON)")
+    run.add_argument(
+        "--long-schedule",
+        action="store_true",
+        help="train 60 epochs at 128 px (core.model.training.LONG_SCHEDULE) instead of the "
+        "demo's 20 at 96 px",
+    )
     run.set_defaults(handler=_materialize)
 
     predict = commands.add_parser("predict", help="classify images; one JSON object per image")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.cli import _preprocessing_for, main
+from brain_pipeline.cli import _preprocessing_for, main, with_long_schedule
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
 from brain_pipeline_tests.conftest import MaterializedRun
@@ -152,3 +152,15 @@ def test_lineage_of_a_foreign_file_is_a_clear_error(tmp_path: Path, capsys) -> N
     stray.write_bytes(b"x")
     assert main(["lineage", str(stray)]) == 2
     assert "no provenance.json" in capsys.readouterr().err
+
+
+def test_the_long_schedule_is_one_flag_away_and_explicit_settings_win() -> None:
+    from brain_pipeline.core.model.training import LONG_SCHEDULE, TrainingConfig
+
+    given = {"ops": {"trained_model": {"config": {"seed": 1, "epochs": 40}}}, "resources": {}}
+    merged = with_long_schedule(given)
+    config = merged["ops"]["trained_model"]["config"]
+    assert config == {**LONG_SCHEDULE, "seed": 1, "epochs": 40}
+    assert merged["resources"] == {} and given["ops"]["trained_model"]["config"]["epochs"] == 40
+    long = TrainingConfig(**with_long_schedule({})["ops"]["trained_model"]["config"])
+    assert (long.image_size, long.epochs, long.lr_schedule) == (128, 60, "constant")
