@@ -139,7 +139,7 @@ def test_best_epoch_names_the_weights_actually_kept(tmp_path: Path) -> None:
         y,
         x,
         y,
-        _config(epochs=6, warmup_epochs=0),
+        _config(epochs=6, warmup_epochs=0, restore_best_weights=True),
         class_names=CLASSES,
         resume_dir=tmp_path / "b",
         log=lambda _: None,
