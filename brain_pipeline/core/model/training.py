@@ -39,7 +39,7 @@ class TrainingConfig:
     # The cosine schedule anneals the rate to zero, so its last epoch is the model to keep:
     # the epoch of lowest validation loss (166 images) was a noisy pick from the middle of
     # the schedule, which localised lesions worse (whole-tumour pointing game 0.39 against
-    # 0.59; docs/decisions.md, "Training schedule"). Patience 20 never stops 20 epochs early.
+    # 0.59; docs/decisions.md, "Training schedule"). Patience 20 never stops a 20-epoch run.
     early_stopping_patience: int = 20
     # Keep the weights of the epoch with the lowest validation loss (from `warmup_epochs` on)
     # instead of the last epoch's.
