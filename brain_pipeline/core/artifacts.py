@@ -7,6 +7,7 @@ writer is killed mid-write.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -118,3 +119,17 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def content_version(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A hash of the rows' values in `columns`, independent of row order and of other columns.
+
+    Used as a data version that changes only when what downstream steps read changes: an
+    index whose (sha256, group, class) rows are the same is the same index, whatever the
+    file paths or the run that built it.
+    """
+    rows = frame[columns].astype(str).apply("\x1f".join, axis=1).sort_values()
+    digest = hashlib.sha256("\x1e".join(columns).encode())
+    for row in rows:
+        digest.update(b"\x1e" + row.encode())
+    return digest.hexdigest()[:20]

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from brain_pipeline.core import plots, reports
-from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
 from brain_pipeline.core.data import dedup, shortcuts, splits
 from brain_pipeline.core.data.manifest import build_manifest, manifest_summary, readable_thumbnails
 from brain_pipeline.core.data.sources import dataset_fingerprint
@@ -157,7 +157,14 @@ def balanced_index(
                 "samples_per_source.png",
                 reports.sample_grid(index, roots, settings.seed, by="dataset"),
             ),
-        }
+        },
+        # Downstream reads contents, groups, classes and the file each content is read from:
+        # an addition that changes none of them (a copy that does not become the file read, a
+        # rejected or unmapped file) leaves the data version, and so every derived asset, as
+        # it was.
+        content_version=content_version(
+            index, ["sha256", "group_id", "target_class", "dataset", "path"]
+        ),
     )
 
 
@@ -202,6 +209,8 @@ def dataset_splits(
         },
         # The previous splits are an input too: existing images keep their split from them.
         more_upstream=[previous] if previous else [],
+        # What a model sees: which contents are in which split, with which class.
+        content_version=content_version(table, ["sha256", "split", "target_class"]),
     )
 
 

@@ -193,14 +193,24 @@ def reuse_if_unchanged(
         reused_from_run=computed_by,
         reused_artifact=dg.MetadataValue.path(str(previous.path)),
     )
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(signature))
+    # The data version is the one the computed result reported (its content version, where
+    # the asset has one), so a reuse never marks downstream assets stale.
+    version = previous.data_version or signature
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 
 
-def computed(signature: str, metadata: dict[str, Any]) -> dg.MaterializeResult:
-    """A freshly computed result, stamped with its input signature."""
+def computed(
+    signature: str, metadata: dict[str, Any], content_version: str | None = None
+) -> dg.MaterializeResult:
+    """A freshly computed result, stamped with its input signature.
+
+    Its data version is `content_version` where the asset has one (a hash of what downstream
+    steps read), else the input signature.
+    """
+    extra = {"content_version": content_version} if content_version else {}
     return dg.MaterializeResult(
-        metadata={**metadata, "input_signature": signature, "cache_hit": False},
-        data_version=dg.DataVersion(signature),
+        metadata={**metadata, **extra, "input_signature": signature, "cache_hit": False},
+        data_version=dg.DataVersion(content_version or signature),
     )
 
 
@@ -297,9 +307,10 @@ class ArtifactStep:
         *,
         more_upstream: Sequence[UpstreamArtifact] = (),
         provenance: dict[str, Any] | None = None,
+        content_version: str | None = None,
     ) -> dg.MaterializeResult:
         """Write emissions.json and provenance.json; return the result stamped with the
-        input signature (which is also its data version)."""
+        input signature. Its data version is `content_version` if given (see `computed`)."""
         if self._energy is not None:
             write_json(self.folder / "emissions.json", self._energy)
             metadata = {**metadata, **emissions_metadata(self._energy)}
@@ -310,4 +321,4 @@ class ArtifactStep:
             upstream=[*self.upstream.values(), *more_upstream],
             extra=provenance,
         )
-        return computed(self.signature, metadata)
+        return computed(self.signature, metadata, content_version)
