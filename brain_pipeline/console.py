@@ -64,17 +64,26 @@ def _progress_line(record: logging.LogRecord, asset_steps: set[str]) -> str | No
     if kind == "ASSET_CHECK_EVALUATION":
         step, text = _check_verdict(event.event_specific_data)
     elif kind == "STEP_FAILURE":
-        text = message
+        text = _failure_text(event.event_specific_data.error) or message
     elif kind == "STEP_START" and step in asset_steps:
         text = "started"
     elif kind == "STEP_SUCCESS" and step in asset_steps:
         text = f"done in {event.event_specific_data.duration_ms / 1000:.1f} s"
-    elif kind is None and record.levelno >= logging.INFO:
-        text = message
+    elif kind is None and record.levelno >= logging.INFO and (not step or step in asset_steps):
+        text = message  # an asset's own progress, or the engine's word on a skipped asset
     else:
         return None
     stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
     return f"{stamp}  {step.replace('__', '/'):<24} {text}"
+
+
+def _failure_text(error) -> str | None:
+    """The exception the asset raised, with its traceback, not Dagster's wrapper around it."""
+    if error is None:
+        return None
+    while error.cause is not None:
+        error = error.cause
+    return f"FAILED: {error.to_string().strip()}"
 
 
 def _check_verdict(evaluation: dg.AssetCheckEvaluation) -> tuple[str, str]:
@@ -91,16 +100,18 @@ def _check_verdict(evaluation: dg.AssetCheckEvaluation) -> tuple[str, str]:
     )
 
 
-class _ProgressHandler(logging.StreamHandler):
+class _ProgressHandler(logging.Handler):
+    """Writes to whatever `sys.stdout` is when a line comes (not the one at set-up, which a
+    caller that redirected it may have closed since)."""
+
     def __init__(self, asset_steps: set[str]) -> None:
-        super().__init__(sys.stdout)
+        super().__init__()
         self._asset_steps = asset_steps
 
     def emit(self, record: logging.LogRecord) -> None:
         line = _progress_line(record, self._asset_steps)
         if line is not None:
-            self.stream.write(line + "\n")
-            self.flush()
+            print(line, file=sys.stdout, flush=True)
 
 
 def progress_logger(asset_steps: set[str]) -> dg.LoggerDefinition:

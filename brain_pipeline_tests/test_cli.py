@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -164,3 +167,30 @@ def test_the_long_schedule_is_one_flag_away_and_explicit_settings_win() -> None:
     assert merged["resources"] == {} and given["ops"]["trained_model"]["config"]["epochs"] == 40
     long = TrainingConfig(**with_long_schedule({})["ops"]["trained_model"]["config"])
     assert (long.image_size, long.epochs, long.lr_schedule) == (128, 60, "constant")
+
+
+def test_a_failing_step_prints_the_error_and_exits_1(tmp_path: Path) -> None:
+    # One dataset whose only file is not an image: the manifest rejects it, the index fails.
+    (tmp_path / "raw" / "mydata" / "yes").mkdir(parents=True)
+    (tmp_path / "raw" / "mydata" / "yes" / "a.jpg").write_text("not an image")
+    environment = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "BRAIN_PIPELINE_DATA_DIR": str(tmp_path / "raw"),
+        "BRAIN_PIPELINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+    # A real process: what the terminal gets, file descriptors included.
+    done = subprocess.run(
+        [sys.executable, "-m", "brain_pipeline.cli", "materialize"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "balanced_index           FAILED: ValueError: no usable images" in done.stdout
+    assert "image_manifest           done in" in done.stdout
+    assert "FAILED after" in done.stderr
+    # No TensorFlow start-up chatter, no Dagster beta warnings.
+    assert "cuda" not in done.stderr.lower() and "BetaWarning" not in done.stderr
+    assert (tmp_path / "home" / "dagster.yaml").exists()

@@ -139,20 +139,24 @@ def efficiency_plot(table: pd.DataFrame) -> Figure:
 def image_sizes_plot(manifest: pd.DataFrame) -> Figure:
     """Width x height of every readable file, one colour per dataset, and modes per dataset."""
     figure = Figure(figsize=(10, 3.8))
-    sizes = figure.add_subplot(1, 2, 1)
+    sizes, modes = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    sizes.set_title("Image sizes (raw files)")
+    modes.set_title("Format and mode per dataset")
     readable = manifest.dropna(subset=["width", "height"])
+    if readable.empty:  # every file rejected or skipped: say so instead of failing the asset
+        for axes in (sizes, modes):
+            axes.text(0.5, 0.5, "no readable image files", ha="center", va="center")
+            axes.set_axis_off()
+        return figure
     for dataset, rows in readable.groupby("dataset"):
         sizes.scatter(rows["width"], rows["height"], s=6, alpha=0.5, label=str(dataset))
     sizes.set_xlabel("width (px)")
     sizes.set_ylabel("height (px)")
-    sizes.set_title("Image sizes (raw files)")
     sizes.legend(fontsize=7, markerscale=2)
-    modes = figure.add_subplot(1, 2, 2)
     table = pd.crosstab(readable["dataset"], readable["format"] + " " + readable["mode"])
     table.plot.barh(stacked=True, ax=modes, legend=True)
     modes.set_xlabel("files")
     modes.set_ylabel("")
-    modes.set_title("Format and mode per dataset")
     modes.legend(fontsize=7)
     figure.tight_layout()
     return figure

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from brain_pipeline.core.plots import overlay, render_gallery
+from brain_pipeline.core.plots import class_distribution, image_sizes_plot, overlay, render_gallery
 
 
 def test_overlay_is_rgb_uint8():
@@ -36,3 +37,21 @@ def test_render_gallery(tmp_path):
     assert any("no images" in t.get_text() for t in empty.texts)
     with pytest.raises(ValueError, match="same length"):
         render_gallery(images, maps[:2], titles)
+
+
+def test_manifest_plots_of_a_root_where_every_file_was_rejected() -> None:
+    # The manifest of one unreadable file: no width, height, format or mode, no class.
+    manifest = pd.DataFrame(
+        {
+            "dataset": ["mydata"],
+            "width": [None],
+            "height": [None],
+            "format": [None],
+            "mode": [None],
+            "target_class": ["tumor_brain"],
+        }
+    )
+    sizes = image_sizes_plot(manifest)
+    assert any("no readable image files" in t.get_text() for t in sizes.axes[0].texts)
+    counts = pd.crosstab(manifest["dataset"], manifest["target_class"])
+    assert isinstance(class_distribution(counts, "files"), Figure)
