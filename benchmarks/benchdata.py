@@ -40,7 +40,7 @@ def split_tensors(
     cache_dir: Path,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Rows of one split, their cached tensors (memory-mapped) and class indices."""
-    frame = table[table["split"] == split].reset_index(drop=True)
+    frame = splits.split_rows(table, split)
     tensors, labels = tensors_for_rows(frame, raw.roots, preprocessing, cache_dir)
     return frame, tensors, labels
 

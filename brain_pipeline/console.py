@@ -164,9 +164,9 @@ def run_and_report(run_config: dict) -> int:
     from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 
     home = prepare_home()
-    asset_keys = build_definitions().resolve_asset_graph().get_all_asset_keys()
-    steps = {"__".join(key.path) for key in asset_keys}
+    steps: set[str] = set()  # filled below: the logger reads it only once the run starts
     defs = build_definitions(loggers={"progress": progress_logger(steps)})
+    steps.update("__".join(key.path) for key in defs.resolve_asset_graph().get_all_asset_keys())
     run_config = {**run_config, "loggers": {"progress": {}}}
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:

@@ -13,15 +13,11 @@ import os
 
 import dagster as dg
 
-from brain_pipeline.core.data.sources import RawDataConfig, dataset_fingerprint
+from brain_pipeline.core.data.sources import dataset_fingerprints
 from brain_pipeline.defs.resources import PipelineStorage
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"
-
-
-def current_fingerprints(raw: RawDataConfig) -> dict[str, str]:
-    return {spec.name: dataset_fingerprint(spec.root) for spec in raw.datasets}
 
 
 def changed_datasets(previous: dict[str, str], current: dict[str, str]) -> list[str]:
@@ -70,7 +66,7 @@ full_pipeline = dg.define_asset_job(
     description="Runs the pipeline when images are added, removed or changed.",
 )
 def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStorage):
-    current = current_fingerprints(storage.raw_data())
+    current = dataset_fingerprints(storage.raw_data())
     previous = json.loads(context.cursor) if context.cursor else None
     if previous is None:
         # First evaluation: compare with what the current model was built from.
@@ -90,7 +86,7 @@ def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStora
     description="Weekly retraining; skipped when the raw data did not change.",
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext, storage: PipelineStorage):
-    current = current_fingerprints(storage.raw_data())
+    current = dataset_fingerprints(storage.raw_data())
     previous = _fingerprints_of_last_manifest(context.instance)
     changed = changed_datasets(previous, current)
     if not changed:

@@ -8,8 +8,9 @@ from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.data import shortcuts
 from brain_pipeline.core.data.manifest import readable_thumbnails
 from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.model import evaluation
-from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_split
+from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
@@ -37,8 +38,8 @@ def model_evaluation(
     if reused := step.reused():
         return reused
     model_file, splits_file = step.upstream["trained_model"], step.upstream["dataset_splits"]
-    model, preprocessing, test = trained_model_and_split(model_file.path, splits_file.path)
-    table = pd.read_parquet(splits_file.path)
+    model, preprocessing, table = trained_model_and_splits(model_file.path, splits_file.path)
+    test = split_rows(table, "test")
     roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
 
     def tensors_of(rows: pd.DataFrame):

@@ -6,8 +6,9 @@ import numpy as np
 from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.explain.gallery import explain_test_set, gallery_figures
-from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_split
+from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
@@ -41,9 +42,10 @@ def gradcam_gallery(
     if reused := step.reused():
         return reused
     model_file = step.upstream["trained_model"]
-    model, preprocessing, test = trained_model_and_split(
+    model, preprocessing, table = trained_model_and_splits(
         model_file.path, step.upstream["dataset_splits"].path
     )
+    test = split_rows(table, "test")
     raw, cache = storage.raw_data(), storage.shared_dir("tensor_cache")
     with step.tracked(model_version=model_file.folder.name):
         # The cached test tensors (shared with model_evaluation): no decoding again.

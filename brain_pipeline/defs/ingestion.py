@@ -7,7 +7,7 @@ from brain_pipeline.core import plots, reports
 from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
 from brain_pipeline.core.data import dedup, shortcuts, splits
 from brain_pipeline.core.data.manifest import build_manifest, manifest_summary, readable_thumbnails
-from brain_pipeline.core.data.sources import dataset_fingerprint
+from brain_pipeline.core.data.sources import dataset_fingerprints
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
     ArtifactStep,
@@ -64,7 +64,7 @@ def image_manifest(
     # Fingerprint the files now rather than trust the last observation, which a run that does
     # not observe the sources (this asset alone) would leave stale. The raw/<dataset> sources
     # report the same fingerprint as their data version.
-    fingerprints = {f"raw/{spec.name}": dataset_fingerprint(spec.root) for spec in raw.datasets}
+    fingerprints = {f"raw/{name}": version for name, version in dataset_fingerprints(raw).items()}
     class_maps = {spec.name: dict(sorted(spec.class_map.items())) for spec in raw.datasets}
     step = ArtifactStep(
         context,

@@ -19,6 +19,7 @@ from sklearn.model_selection import GroupKFold
 from threadpoolctl import threadpool_limits
 
 from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.data.splits import SPLITS
 
 RAW_FEATURES = ("width", "height", "channels", "format", "mean_intensity", "std_intensity")
 TENSOR_FEATURES = ("mean_intensity", "std_intensity", "foreground_fraction")
@@ -149,7 +150,7 @@ def audit_splits(
     """
     raw_features = raw_file_statistics(rows)
     tensor_parts = []
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         part = rows[rows["split"] == name]
         tensor_parts.append(tensor_statistics(tensors_of(part)).set_index(part.index))
     tensor_features = pd.concat(tensor_parts).loc[rows.index]

@@ -176,3 +176,8 @@ def dataset_fingerprint(root: Path) -> str:
         stat = (Path(root) / relative).stat()
         digest.update(os.fsencode(relative) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def dataset_fingerprints(raw: RawDataConfig) -> dict[str, str]:
+    """Each configured dataset's fingerprint, by dataset name."""
+    return {spec.name: dataset_fingerprint(spec.root) for spec in raw.datasets}

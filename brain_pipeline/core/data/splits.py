@@ -33,6 +33,13 @@ def split_for_position(position: float, val_fraction: float, test_fraction: floa
     return "train"
 
 
+def split_rows(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of one split, in table order, numbered from 0."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {SPLITS}")
+    return table[table["split"] == split].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class SplitSettings:
     """How images are split; `defs.ingestion.SplitConfig` mirrors these defaults."""

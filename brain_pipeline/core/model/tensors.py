@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.data.splits import SPLITS
 from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
     build_tensor_cache,
@@ -35,16 +34,13 @@ def tensors_for_rows(
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
 
-def trained_model_and_split(model_path: Path, splits_path: Path, split: str = "test"):
-    """A saved model, the preprocessing recorded beside it, and one split's rows (in order).
+def trained_model_and_splits(model_path: Path, splits_path: Path):
+    """A saved model, the preprocessing recorded beside it, and the split table.
 
-    Returns ``(model, preprocessing, rows)``; evaluation and explanation both start here.
+    Returns ``(model, preprocessing, table)``; evaluation and explanation both start here.
     """
     import keras
 
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {SPLITS}")
     model = keras.models.load_model(model_path)
     preprocessing = Preprocessing.for_model(Path(model_path), int(model.input_shape[1]))
-    table = pd.read_parquet(splits_path)
-    return model, preprocessing, table[table["split"] == split].reset_index(drop=True)
+    return model, preprocessing, pd.read_parquet(splits_path)

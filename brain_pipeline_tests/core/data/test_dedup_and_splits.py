@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from brain_pipeline.core.data.dedup import (
     near_duplicate_groups,
     thumbnail_matrix,
 )
-from brain_pipeline.core.data.splits import assign_splits, leakage_report
+from brain_pipeline.core.data.splits import assign_splits, leakage_report, split_rows
 
 
 def _thumb(seed: int, noise: float = 0.0, base_seed: int | None = None) -> bytes:
@@ -243,3 +244,11 @@ def test_a_resized_copy_in_another_dataset_joins_the_same_group(tmp_path) -> Non
     groups = index.set_index(index["dataset"] + "/" + index["path"])["group_id"]
     assert groups["big/yes/scan.png"] == groups["small/yes/scan.png"]
     assert groups["big/yes/other.png"] != groups["big/yes/scan.png"]
+
+
+def test_split_rows_keeps_table_order_and_names_unknown_splits() -> None:
+    table = pd.DataFrame({"sha256": list("abcd"), "split": ["test", "train", "test", "val"]})
+    rows = split_rows(table, "test")
+    assert rows["sha256"].tolist() == ["a", "c"] and rows.index.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="'holdout' is not one of"):
+        split_rows(table, "holdout")
