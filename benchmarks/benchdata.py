@@ -24,10 +24,11 @@ def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
     raw = load_raw_data_config(data_dir)
     manifest, _ = build_manifest(raw.datasets)
     index_settings = dedup.IndexSettings()
-    index, _, _ = dedup.build_balanced_index(
+    index, _, _, _ = dedup.build_balanced_index(
         manifest,
         seed=index_settings.seed,
         near_duplicate_cosine=index_settings.near_duplicate_cosine,
+        resaved_similarity=index_settings.resaved_similarity,
     )
     return raw, splits.split_index(index, splits.SplitSettings())
 

@@ -74,7 +74,7 @@ def main() -> None:
         print(f"+100 files re-scan: {decoded_new} decoded, {add_s:.2f} s")
 
     started = time.perf_counter()
-    index, conflicts, report = build_balanced_index(cold, seed=0)
+    index, conflicts, report, _ = build_balanced_index(cold, seed=0)
     index_s = time.perf_counter() - started
     table = assign_splits(index, salt="brain_pipeline")
     summary = manifest_summary(cold)

@@ -32,6 +32,8 @@ HEADLINE_METADATA = (
     "n_files",
     "n_rejected",
     "n_rows",
+    "n_near_duplicate_groups",
+    "resaved_copies_merged",
     "n_train",
     "n_test",
     "epochs_run",

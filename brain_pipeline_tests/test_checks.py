@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brain_pipeline.core.data import shortcuts
-from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.data import resaved, shortcuts
+from brain_pipeline.core.data.alterations import alterations
+from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE, to_grayscale
 from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.phantoms import render_phantom
 from brain_pipeline.defs import checks
 
 GUARDED = ["image_manifest", "balanced_index", "dataset_splits", "model_evaluation"]
@@ -59,6 +61,14 @@ def manifest(rows: list[dict]) -> pd.DataFrame:
     if "thumbnail" not in frame:
         frame["thumbnail"] = [thumbnail(i) for i in range(len(frame))]
     return frame
+
+
+def _no_features() -> dict:
+    """Manifest feature columns of an image without keypoints (a blank detail)."""
+    return {"keypoints": b"", "detail": resaved.LocalFeatures(*_EMPTY).to_bytes()[1]}
+
+
+_EMPTY = (np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), np.zeros((8, 8), np.uint8))
 
 
 def write(tmp_path: Path, name: str, frame: pd.DataFrame | dict) -> Path:
@@ -156,6 +166,25 @@ def test_no_split_leakage_fails_on_a_shared_group_and_on_a_near_copy(
     assert evaluation.passed is False
     assert evaluation.metadata["held_out_images_with_a_near_duplicate_in_train"].value == 1
     assert evaluation.metadata["groups_in_several_splits"].value == 0
+
+    # A test image that is a re-saved copy (cropped, another gamma) of a train image: its
+    # thumbnail is no twin, its keypoints are.
+    m = manifest(
+        [
+            {"sha256": s, "status": "ok", "target_class": c, "path": "p", **_no_features()}
+            for s, c in zip(table["sha256"], table["target_class"], strict=True)
+        ]
+    )
+    scan = to_grayscale(render_phantom(np.random.default_rng(0), "tumor_brain", "navoneel").image)
+    copy = alterations(np.random.default_rng(0))["combined"](scan)
+    for sha, image in ((train_sha, scan), (test_sha, copy)):
+        keypoints, detail = resaved.local_features(image).to_bytes()
+        m.loc[m["sha256"] == sha, ["keypoints", "detail"]] = pd.Series([keypoints, detail]).values
+    resaved_copy = {**sound, "image_manifest": write(tmp_path, "m3.parquet", m)}
+    evaluation = run_check(instance, checks.no_split_leakage, resaved_copy)
+    assert evaluation.passed is False
+    assert evaluation.metadata["resaved_copies"].value == 1
+    assert evaluation.metadata["thumbnail_twins"].value == 0
 
     # One group in two splits.
     table.loc[table["split"] == "test", "group_id"] = table["group_id"][0]

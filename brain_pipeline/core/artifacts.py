@@ -66,6 +66,13 @@ def write_json(destination: Path, payload: Any) -> Path:
     return write_bytes(destination, text.encode("utf-8"))
 
 
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of a parquet file, read from its footer (no data is loaded)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
+
+
 def write_parquet(destination: Path, frame: pd.DataFrame) -> Path:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from brain_pipeline.core import plots
+from brain_pipeline.core.data.resaved import detail_pixels
 from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
     filesystem_path,
@@ -91,4 +92,21 @@ def sample_grid(
         titles.extend([""] * blanks)
     return plots.image_grid(
         images, titles, columns=per_group, title=f"Samples per {by}, as the model sees them"
+    )
+
+
+def resaved_pairs_figure(links: pd.DataFrame, details: pd.Series, shown: int = 6):
+    """Side by side, the strongest and weakest re-saved copies that merged two groups, as
+    their detail thumbnails (`details` maps sha256 -> detail PNG bytes)."""
+    ordered = links.sort_values("similarity", ascending=False)
+    picked = pd.concat([ordered.head(shown // 2), ordered.tail(shown - shown // 2)])
+    picked = picked[~picked.index.duplicated()]
+    images, titles = [], []
+    for _, link in picked.iterrows():
+        for side in ("first", "second"):
+            pixels = detail_pixels(details[link[side]])
+            images.append(pixels.astype(np.float32) / 255.0)
+            titles.append(f"{link[side][:8]}\nsimilarity {link['similarity']:.3f}")
+    return plots.image_grid(
+        images, titles, columns=4, title="Re-saved copies merged into one group (pairs)"
     )

@@ -5,9 +5,15 @@ import pandas as pd
 
 from brain_pipeline.core import plots, reports
 from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
-from brain_pipeline.core.data import dedup, shortcuts, splits
-from brain_pipeline.core.data.manifest import build_manifest, manifest_summary, readable_thumbnails
+from brain_pipeline.core.data import dedup, resaved, shortcuts, splits
+from brain_pipeline.core.data.manifest import (
+    build_manifest,
+    manifest_summary,
+    readable_thumbnails,
+    to_grayscale,
+)
 from brain_pipeline.core.data.sources import dataset_fingerprints
+from brain_pipeline.core.imaging.preprocessing import filesystem_path, load_image
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
     ArtifactStep,
@@ -17,6 +23,7 @@ from brain_pipeline.defs.support import (
 )
 
 _INDEX = dedup.IndexSettings()
+SELF_TEST_IMAGES = 30  # images whose altered copies the index's self-test verifies
 _SPLITS = splits.SplitSettings()
 
 
@@ -25,6 +32,8 @@ class IndexConfig(dg.Config):
 
     seed: int = _INDEX.seed
     near_duplicate_cosine: float = _INDEX.near_duplicate_cosine
+    detect_resaved_copies: bool = _INDEX.detect_resaved_copies
+    resaved_similarity: float = _INDEX.resaved_similarity
     balance_classes: bool = _INDEX.balance_classes
 
     def to_core(self) -> dedup.IndexSettings:
@@ -51,7 +60,7 @@ def image_manifest_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
         name="image_manifest",
         deps=raw_keys,
         group_name="data",
-        code_version="2",
+        code_version="3",
         kinds={"pandas", "parquet"},
     )(image_manifest)
 
@@ -105,7 +114,7 @@ def image_manifest(
     )
 
 
-@dg.asset(deps=["image_manifest"], group_name="data", code_version="2", kinds={"pandas", "parquet"})
+@dg.asset(deps=["image_manifest"], group_name="data", code_version="3", kinds={"pandas", "parquet"})
 def balanced_index(
     context: dg.AssetExecutionContext, config: IndexConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:
@@ -115,14 +124,17 @@ def balanced_index(
         return reused
     settings = config.to_core()
     manifest = pd.read_parquet(step.upstream["image_manifest"].path)
-    index, conflicts, report = dedup.build_balanced_index(
+    context.log.info("grouping near duplicates (thumbnails, then re-saved copies)")
+    index, conflicts, report, links = dedup.build_balanced_index(
         manifest,
         seed=settings.seed,
         near_duplicate_cosine=settings.near_duplicate_cosine,
+        resaved_similarity=settings.resaved_similarity if settings.detect_resaved_copies else None,
         balance=settings.balance_classes,
     )
     path = write_parquet(step.folder / "index.parquet", index)
     write_parquet(step.folder / "label_conflicts.parquet", conflicts)
+    write_parquet(step.folder / "resaved_links.parquet", links)
     write_json(step.folder / "report.json", report.__dict__)
     # The raw files' shortcut audit, read by the shortcut_audit_raw_files check.
     audited = index.merge(readable_thumbnails(manifest), on="sha256")
@@ -130,33 +142,13 @@ def balanced_index(
         shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]
     )
     write_json(step.folder / "shortcut_audit.json", raw_probe.as_dict())
-    per_dataset, overall = reports.counts_by_stage(manifest, index, report.counts_before_balancing)
     roots = storage.raw_data().roots
-    title = "Images per class: files, unique contents, after balancing"
     return step.result(
         {
             "path": dg.MetadataValue.path(str(path)),
             "n_rows": len(index),
-            "n_unique_contents": report.n_unique_contents,
-            "n_exact_duplicate_files": report.n_exact_duplicate_files,
-            "n_label_conflicts": report.n_conflicting_contents,
-            "n_near_duplicate_groups": report.n_near_duplicate_groups,
-            "largest_group_size": report.largest_group_size,
-            "group_size_distribution": dg.MetadataValue.json(report.group_size_distribution),
-            "largest_groups": markdown_table(reports.largest_groups(index)),
-            "class_counts": markdown_table(overall),
-            "class_counts_per_dataset": markdown_table(per_dataset),
-            "class_balance": step.figure(
-                "class_balance.png", plots.class_distribution(overall.T, title)
-            ),
-            "samples_per_class": step.figure(
-                "samples_per_class.png",
-                reports.sample_grid(index, roots, settings.seed, by="target_class"),
-            ),
-            "samples_per_source": step.figure(
-                "samples_per_source.png",
-                reports.sample_grid(index, roots, settings.seed, by="dataset"),
-            ),
+            **_index_metadata(step, manifest, index, report, roots, settings.seed),
+            **_resaved_metadata(step, manifest, (index, report, links), roots, settings),
         },
         # Downstream reads contents, groups, classes and the file each content is read from:
         # an addition that changes none of them (a copy that does not become the file read, a
@@ -166,6 +158,60 @@ def balanced_index(
             index, ["sha256", "group_id", "target_class", "dataset", "path"]
         ),
     )
+
+
+def _index_metadata(step, manifest, index, report, roots, seed) -> dict:
+    per_dataset, overall = reports.counts_by_stage(manifest, index, report.counts_before_balancing)
+    title = "Images per class: files, unique contents, after balancing"
+    return {
+        "n_unique_contents": report.n_unique_contents,
+        "n_exact_duplicate_files": report.n_exact_duplicate_files,
+        "n_label_conflicts": report.n_conflicting_contents,
+        "n_near_duplicate_groups": report.n_near_duplicate_groups,
+        "largest_group_size": report.largest_group_size,
+        "group_size_distribution": dg.MetadataValue.json(report.group_size_distribution),
+        "largest_groups": markdown_table(reports.largest_groups(index)),
+        "class_counts": markdown_table(overall),
+        "class_counts_per_dataset": markdown_table(per_dataset),
+        "class_balance": step.figure(
+            "class_balance.png", plots.class_distribution(overall.T, title)
+        ),
+        "samples_per_class": step.figure(
+            "samples_per_class.png", reports.sample_grid(index, roots, seed, by="target_class")
+        ),
+        "samples_per_source": step.figure(
+            "samples_per_source.png", reports.sample_grid(index, roots, seed, by="dataset")
+        ),
+    }
+
+
+def _resaved_metadata(step, manifest, built, roots, settings) -> dict:
+    """How the re-saved copy criterion changed the groups, and its recall on altered copies
+    of a sample of this index's own images."""
+    index, report, links = built
+    if not settings.detect_resaved_copies:
+        return {"duplicate_definition": "thumbnail cosine only (re-saved copies not detected)"}
+    sample = index.sample(n=min(SELF_TEST_IMAGES, len(index)), random_state=settings.seed)
+    images = [
+        to_grayscale(load_image(filesystem_path(roots[d], p)))
+        for d, p in zip(sample["dataset"], sample["path"], strict=True)
+    ]
+    test = resaved.self_test(images, resaved.Acceptance(settings.resaved_similarity), settings.seed)
+    metadata = {
+        "duplicate_definition": (
+            f"thumbnail cosine >= {settings.near_duplicate_cosine}, or a re-saved copy "
+            f"(ORB keypoints, aligned rank similarity >= {settings.resaved_similarity})"
+        ),
+        "n_thumbnail_groups": report.n_thumbnail_groups,
+        "resaved_copies_merged": len(links),
+        "resaved_self_test": dg.MetadataValue.json(test),
+    }
+    if len(links):
+        details = readable_thumbnails(manifest, ("detail",)).set_index("sha256")["detail"]
+        metadata["resaved_examples"] = step.figure(
+            "resaved_examples.png", reports.resaved_pairs_figure(links, details)
+        )
+    return metadata
 
 
 @dg.asset(deps=[balanced_index], group_name="data", code_version="2", kinds={"pandas", "parquet"})

@@ -1,9 +1,13 @@
 """Exact and near-duplicate images, and the class-balanced index built from unique contents.
 
-Exact copies (same sha256) collapse into one record that keeps every source path. Near
-duplicates (a resized copy, a neighbouring slice of the same subject) are grouped by the
-cosine similarity of mean-centred 32x32 grayscale thumbnails; the group, not the image, is
-the unit the splitter assigns, so no near-copy can sit on both sides of a split.
+Exact copies (same sha256) collapse into one record that keeps every source path. Two images
+are near duplicates, and share a group, when either
+- their mean-centred 32x32 grayscale thumbnails have a cosine similarity of at least 0.99 (a
+  resized or re-encoded copy, a neighbouring slice of the same subject), or
+- one is a re-saved copy of the other: another contrast, gamma or window, a crop or zoom, a
+  resize, a JPEG re-encode (`resaved`: local features, verified by alignment).
+Groups are the connected components of that relation. The group, not the image, is the unit
+the splitter assigns, so no near-copy can sit on both sides of a split.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from brain_pipeline.core.data import resaved
 from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
 
 # Measured on the real Kaggle sets: 0.99 recovers ~one group per Alzheimer subject without
@@ -28,6 +33,8 @@ class IndexReport:
     n_exact_duplicate_files: int
     n_conflicting_contents: int
     n_near_duplicate_groups: int
+    n_thumbnail_groups: int  # groups by the thumbnail criterion alone
+    n_resaved_links: int  # verified re-saved copies that merged two thumbnail groups
     largest_group_size: int
     group_size_distribution: dict[str, int]  # group size -> number of groups, all unique contents
     counts_before_balancing: dict[str, int]
@@ -88,21 +95,41 @@ def near_duplicate_groups(
     return np.array([find(node) for node in range(count)])
 
 
-def assign_group_ids(unique: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def features_of(frame: pd.DataFrame) -> list[resaved.LocalFeatures]:
+    """The stored local features (manifest columns `keypoints`, `detail`) of each row."""
+    return [
+        resaved.LocalFeatures.from_bytes(k, d)
+        for k, d in zip(frame["keypoints"], frame["detail"], strict=True)
+    ]
+
+
+def assign_group_ids(
+    unique: pd.DataFrame, threshold: float, resaved_similarity: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add `group_id`: a stable key per near-duplicate group (its smallest member hash).
 
+    With `resaved_similarity`, thumbnail groups joined by a verified re-saved copy merge; the
+    second frame lists those links (sha256 of both images, inliers, similarity).
     Keying the group by content, not by position, keeps the id unchanged when unrelated images
     are added, which the stable splitter relies on.
     """
     labelled = unique.copy()
+    links = pd.DataFrame(columns=["first", "second", "inliers", "similarity"])
     if labelled.empty:
         labelled["group_id"] = pd.Series(dtype=str)
-        return labelled
+        return labelled, links
     components = near_duplicate_groups(thumbnail_matrix(labelled["thumbnail"]), threshold)
+    labelled["_thumbnail_group"] = components
+    if resaved_similarity is not None:
+        components, links = resaved.link_resaved_copies(
+            features_of(labelled), components, resaved.Acceptance(resaved_similarity)
+        )
+        sha = labelled["sha256"].to_numpy()
+        links = links.assign(first=sha[links["first"]], second=sha[links["second"]])
     labelled["_component"] = components
     smallest_hash = labelled.groupby("_component")["sha256"].transform("min")
     labelled["group_id"] = "g" + smallest_hash.str[:16]
-    return labelled.drop(columns="_component")
+    return labelled.drop(columns="_component"), links
 
 
 def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -127,7 +154,12 @@ class IndexSettings:
 
     seed: int = 0
     near_duplicate_cosine: float = DEFAULT_NEAR_DUPLICATE_COSINE
+    detect_resaved_copies: bool = True
+    resaved_similarity: float = resaved.DEFAULT_RESAVED_SIMILARITY
     balance_classes: bool = True
+
+
+_FEATURE_COLUMNS = ("thumbnail", "keypoints", "detail")
 
 
 def build_balanced_index(
@@ -135,16 +167,23 @@ def build_balanced_index(
     *,
     seed: int,
     near_duplicate_cosine: float = DEFAULT_NEAR_DUPLICATE_COSINE,
+    resaved_similarity: float | None = resaved.DEFAULT_RESAVED_SIMILARITY,
     balance: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame, IndexReport]:
-    """Unique, grouped, class-balanced index; also returns the excluded conflicts."""
+) -> tuple[pd.DataFrame, pd.DataFrame, IndexReport, pd.DataFrame]:
+    """Unique, grouped, class-balanced index; also returns the excluded conflicts, the report
+    and the re-saved copies that merged groups (`resaved_similarity=None` turns that off)."""
+    if resaved_similarity is not None and not {"keypoints", "detail"} <= set(manifest.columns):
+        raise ValueError(
+            "the manifest has no `keypoints`/`detail` columns (it predates re-saved copy "
+            "detection): materialize image_manifest again, or set detect_resaved_copies=false"
+        )
     unique, conflicting = collapse_exact_duplicates(manifest)
     if unique.empty:
         raise ValueError(
             "no usable images: every file was rejected, skipped or unmapped; see the "
             "image_manifest `reason` column"
         )
-    grouped = assign_group_ids(unique, near_duplicate_cosine)
+    grouped, links = assign_group_ids(unique, near_duplicate_cosine, resaved_similarity)
     index = balance_classes(grouped, seed) if balance else grouped
     group_sizes = grouped["group_id"].value_counts()
     usable_files = int(grouped["n_copies"].sum() + conflicting["n_copies"].sum())
@@ -155,6 +194,8 @@ def build_balanced_index(
         n_exact_duplicate_files=int(grouped["n_copies"].sum()) - int(len(grouped)),
         n_conflicting_contents=int(len(conflicting)),
         n_near_duplicate_groups=int(len(group_sizes)),
+        n_thumbnail_groups=int(grouped["_thumbnail_group"].nunique()),
+        n_resaved_links=int(len(links)),
         largest_group_size=int(group_sizes.max()),
         group_size_distribution={
             str(size): int(n) for size, n in group_sizes.value_counts().sort_index().items()
@@ -162,35 +203,55 @@ def build_balanced_index(
         counts_before_balancing=_class_counts(grouped),
         counts_after_balancing=_class_counts(index),
     )
-    return index.drop(columns="thumbnail"), conflicting.drop(columns="thumbnail"), report
+    drop = [c for c in (*_FEATURE_COLUMNS, "_thumbnail_group") if c in grouped.columns]
+    conflicts = conflicting.drop(columns=[c for c in _FEATURE_COLUMNS if c in conflicting])
+    return index.drop(columns=drop), conflicts, report, links
 
 
 def _class_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["target_class"].value_counts().sort_index().items()}
 
 
-def cross_split_near_duplicates(
-    splits: pd.DataFrame,
-    thumbnails: pd.Series,
-    threshold: float = DEFAULT_NEAR_DUPLICATE_COSINE,
-    block: int = 2048,
-) -> int:
-    """How many val/test images have a near-duplicate (cosine >= threshold) in train.
-
-    An independent check of the split: it compares images directly instead of trusting the
-    group ids. `thumbnails` maps sha256 -> thumbnail bytes (from the manifest).
-    """
-    train = splits[splits["split"] == "train"]
-    held_out = splits[splits["split"] != "train"]
-    if train.empty or held_out.empty:
-        return 0
-    # Images missing from `thumbnails` (a newer manifest without them) cannot be compared.
-    train_vectors = thumbnail_matrix(thumbnails.reindex(train["sha256"]).dropna())
-    held_vectors = thumbnail_matrix(thumbnails.reindex(held_out["sha256"]).dropna())
-    if len(train_vectors) == 0 or len(held_vectors) == 0:
-        return 0
-    leaks = 0
+def _thumbnail_twins(
+    train: pd.DataFrame, held_out: pd.DataFrame, threshold: float, block: int = 2048
+) -> np.ndarray:
+    """Per held-out row: does a training row reach the thumbnail cosine threshold?"""
+    train_vectors = thumbnail_matrix(train["thumbnail"])
+    held_vectors = thumbnail_matrix(held_out["thumbnail"])
+    flags = np.zeros(len(held_vectors), dtype=bool)
     for start in range(0, len(held_vectors), block):
         similarity = held_vectors[start : start + block] @ train_vectors.T
-        leaks += int((similarity.max(axis=1) >= threshold).sum())
-    return leaks
+        flags[start : start + block] = similarity.max(axis=1) >= threshold
+    return flags
+
+
+def cross_split_near_duplicates(
+    splits: pd.DataFrame,
+    contents: pd.DataFrame,
+    threshold: float = DEFAULT_NEAR_DUPLICATE_COSINE,
+    resaved_similarity: float | None = resaved.DEFAULT_RESAVED_SIMILARITY,
+) -> dict[str, int]:
+    """How many val/test images have a near duplicate in train, by each criterion.
+
+    An independent check of the split: it compares images directly instead of trusting the
+    group ids. `contents` is indexed by sha256 with the manifest's `thumbnail` (and, for
+    re-saved copies, `keypoints` and `detail`) columns; images missing from it (a newer
+    manifest without them) cannot be compared. Returns `thumbnail_twins`, `resaved_copies`
+    and `held_out_with_a_near_duplicate` (either; each image counted once).
+    """
+    rows = splits[["sha256", "split"]].merge(contents, left_on="sha256", right_index=True)
+    rows = rows.dropna(subset=["thumbnail"]).reset_index(drop=True)
+    is_held_out = (rows["split"] != "train").to_numpy()
+    counts = {"thumbnail_twins": 0, "resaved_copies": 0, "held_out_with_a_near_duplicate": 0}
+    if is_held_out.all() or not is_held_out.any():
+        return counts
+    twins = _thumbnail_twins(rows[~is_held_out], rows[is_held_out], threshold)
+    resaved_flags = np.zeros(len(twins), dtype=bool)
+    if resaved_similarity is not None and "keypoints" in rows:
+        rule = resaved.Acceptance(resaved_similarity)
+        leaked = resaved.resaved_leaks(features_of(rows), is_held_out, rule)
+        resaved_flags = leaked[is_held_out]
+    counts["thumbnail_twins"] = int(twins.sum())
+    counts["resaved_copies"] = int(resaved_flags.sum())
+    counts["held_out_with_a_near_duplicate"] = int((twins | resaved_flags).sum())
+    return counts

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from brain_pipeline.core.data.resaved import local_features
 from brain_pipeline.core.data.sources import (
     IMAGE_SUFFIXES,
     DatasetSpec,
@@ -48,6 +49,8 @@ MANIFEST_COLUMNS = [
     "reason",
     "note",
     "thumbnail",
+    "keypoints",
+    "detail",
 ]
 
 
@@ -59,6 +62,8 @@ class ImageFacts:
     mode: str | None
     note: str
     thumbnail: bytes | None
+    keypoints: bytes | None  # resaved.LocalFeatures, as stored
+    detail: bytes | None
 
 
 class UnreadableImage(Exception):
@@ -91,7 +96,9 @@ def inspect_image(data: bytes) -> ImageFacts:
                     notes.append("EXIF orientation applied")
                 if mode not in ("L", "RGB"):
                     notes.append(f"mode {mode} converted to grayscale")
-                thumbnail = grayscale_thumbnail(oriented)
+                gray = to_grayscale(oriented)
+                thumbnail = grayscale_thumbnail(gray)
+                keypoints, detail = local_features(gray).to_bytes()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UnreadableImage(f"refused as a decompression bomb: {exc}") from exc
         except Image.UnidentifiedImageError as exc:
@@ -100,7 +107,9 @@ def inspect_image(data: bytes) -> ImageFacts:
             ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(f"corrupt or truncated image: {exc}") from exc
-    return ImageFacts(facts_format, width, height, mode, "; ".join(notes), thumbnail)
+    return ImageFacts(
+        facts_format, width, height, mode, "; ".join(notes), thumbnail, keypoints, detail
+    )
 
 
 def _has_rotation(image: Image.Image) -> bool:
@@ -146,6 +155,8 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
         "reason": "",
         "note": "",
         "thumbnail": None,
+        "keypoints": None,
+        "detail": None,
     }
     if Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
         row.update(status="skipped", reason=f"not an image file ({Path(relative).name})")
@@ -164,6 +175,8 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
         mode=facts.mode,
         note=facts.note,
         thumbnail=facts.thumbnail,
+        keypoints=facts.keypoints,
+        detail=facts.detail,
     )
     return row
 
@@ -224,8 +237,8 @@ def build_manifest(
 
 
 def _reusable_rows(previous: pd.DataFrame | None) -> dict[tuple, dict]:
-    if previous is None or previous.empty:
-        return {}
+    if previous is None or previous.empty or not set(MANIFEST_COLUMNS) <= set(previous.columns):
+        return {}  # nothing to reuse, or a manifest from before a column was added
     records = previous[MANIFEST_COLUMNS].to_dict("records")
     return {(r["dataset"], r["path"], r["bytes"], r["mtime_ns"]): r for r in records}
 
@@ -247,7 +260,9 @@ def manifest_summary(manifest: pd.DataFrame) -> dict:
     }
 
 
-def readable_thumbnails(manifest: pd.DataFrame) -> pd.DataFrame:
-    """sha256 -> thumbnail of every readable content (one row per content)."""
+def readable_thumbnails(
+    manifest: pd.DataFrame, columns: tuple[str, ...] = ("thumbnail",)
+) -> pd.DataFrame:
+    """sha256 -> thumbnail (and other per-content columns) of every readable content."""
     readable = manifest[manifest["status"] == "ok"]
-    return readable[["sha256", "thumbnail"]].drop_duplicates("sha256")
+    return readable[["sha256", *columns]].drop_duplicates("sha256")

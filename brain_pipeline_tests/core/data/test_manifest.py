@@ -116,12 +116,16 @@ def test_decompression_bomb_is_rejected(tmp_path: Path, monkeypatch) -> None:
     assert "decompression bomb" in manifest.loc[0, "reason"]
 
 
-def test_rescan_decodes_only_new_or_changed_files(tmp_path: Path) -> None:
+def _small_set(tmp_path: Path, count: int) -> tuple[Path, DatasetSpec]:
     root = tmp_path / "set" / "yes"
     root.mkdir(parents=True)
-    for i in range(5):
+    for i in range(count):
         (root / f"{i}.jpg").write_bytes(_jpeg(i))
-    spec = DatasetSpec("set", tmp_path / "set")
+    return root, DatasetSpec("set", tmp_path / "set")
+
+
+def test_rescan_decodes_only_new_or_changed_files(tmp_path: Path) -> None:
+    root, spec = _small_set(tmp_path, 5)
     first, decoded_first = build_manifest([spec])
     (root / "new.jpg").write_bytes(_jpeg(99))
     (root / "0.jpg").write_bytes(_jpeg(100))  # rewritten: size/mtime change
@@ -129,10 +133,19 @@ def test_rescan_decodes_only_new_or_changed_files(tmp_path: Path) -> None:
     assert decoded_first == 5
     assert decoded_second == 2
     assert len(second) == 6
+    assert second["keypoints"].notna().all() and second["detail"].notna().all()
     assert set(second["sha256"]) - set(first["sha256"]) == {
         second.set_index("path").loc["yes/new.jpg", "sha256"],
         second.set_index("path").loc["yes/0.jpg", "sha256"],
     }
+
+
+def test_a_manifest_from_before_the_feature_columns_is_not_reused(tmp_path: Path) -> None:
+    _, spec = _small_set(tmp_path, 3)
+    first, _ = build_manifest([spec])
+    old = first.drop(columns=["keypoints", "detail"])
+    again, decoded = build_manifest([spec], previous=old)
+    assert decoded == 3 and again["keypoints"].notna().all()
 
 
 def test_reused_rows_follow_a_changed_class_map(tmp_path: Path) -> None:
