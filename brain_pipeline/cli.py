@@ -234,12 +234,61 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("path", metavar="PATH", help="any file the pipeline wrote")
     lineage.add_argument("--json", action="store_true", help="machine-readable output")
     lineage.set_defaults(handler=_lineage)
+    _add_service_commands(commands)
     return parser
+
+
+def _add_service_commands(commands) -> None:
+    service = commands.add_parser(
+        "service", help="the team instance: PostgreSQL, webserver and daemon (docs/deploy.md)"
+    )
+    service.add_argument("--home", default="dagster_service", help="instance folder")
+    service.add_argument("--host", default="127.0.0.1", help="address the UI binds to")
+    service.add_argument("--port", type=int, default=3000)
+    service.set_defaults(handler=_service)
+
+    worker = commands.add_parser("worker", help="a Celery worker that executes pipeline steps")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        help="queue to take steps from (repeatable; default: dagster and training)",
+    )
+    worker.add_argument("--name", default="brain-pipeline", help="worker name (@host is added)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps at a time")
+    worker.set_defaults(handler=_worker)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from brain_pipeline.service import ServiceError, run_service
+
+    try:
+        return run_service(Path(args.home), args.host, args.port)
+    except ServiceError as exc:
+        print(f"brain-pipeline service: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """A Celery worker (prefork pool: a killed step fails its run instead of vanishing)."""
+    from brain_pipeline.service import with_pg_defaults
+
+    os.environ.update(with_pg_defaults(os.environ))
+    from brain_pipeline.celery_app import app
+    from brain_pipeline.defs.executors import TRAINING_QUEUE
+
+    queues = args.queue or ["dagster", TRAINING_QUEUE]
+    app.worker_main(
+        ["worker", "-Q", ",".join(queues), "-n", f"{args.name}@%h"]
+        + ["-c", str(args.concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"]
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "synth":
+    # Not for `worker`: its pool forks processes that run TensorFlow, which deadlocks in a
+    # child forked after TensorFlow ran in the parent.
+    if args.command not in ("synth", "service", "worker"):
         from brain_pipeline.console import quiet_start_up
 
         quiet_start_up()

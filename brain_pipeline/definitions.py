@@ -14,7 +14,15 @@ import dagster as dg
 
 from brain_pipeline.core.data.sources import load_raw_data_config
 from brain_pipeline.core.locations import default_artifacts_dir, default_data_dir
-from brain_pipeline.defs import automation, checks, emissions, evaluation, explanation, training
+from brain_pipeline.defs import (
+    automation,
+    checks,
+    emissions,
+    evaluation,
+    executors,
+    explanation,
+    training,
+)
 from brain_pipeline.defs.ingestion import balanced_index, dataset_splits, image_manifest_asset
 from brain_pipeline.defs.raw import raw_dataset_sources
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
@@ -37,10 +45,13 @@ def build_definitions(
     carbon: CarbonTracker | None = None,
     reuse_unchanged: bool = True,
     loggers: dict[str, dg.LoggerDefinition] | None = None,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
     """Definitions for one raw-data root (default: $BRAIN_PIPELINE_DATA_DIR or ./data).
 
-    `loggers` replaces Dagster's console logger where a run selects one (the CLI does).
+    `loggers` replaces Dagster's console logger where a run selects one (the CLI does);
+    `executor` replaces Dagster's default executor (`defs` takes it from
+    $BRAIN_PIPELINE_EXECUTOR: see defs/executors.py).
     """
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     artifacts_dir = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir()
@@ -61,9 +72,10 @@ def build_definitions(
             "carbon": carbon or CarbonTracker(),
         },
         loggers=loggers,
+        executor=executor,
     )
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    return build_definitions(executor=executors.executor_from_env())

@@ -10,6 +10,7 @@ from brain_pipeline.core.imaging.preprocessing import PREPROCESSING_VERSION
 from brain_pipeline.core.model.architectures import AugmentationConfig
 from brain_pipeline.core.model.tensors import tensors_for_rows
 from brain_pipeline.core.model.training import TrainingConfig, train_classifier
+from brain_pipeline.defs import executors
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
@@ -52,7 +53,14 @@ class TrainingParams(dg.Config):
 
 
 @dg.asset(
-    deps=[dataset_splits], group_name="model", code_version="6", kinds={"keras", "tensorflow"}
+    deps=[dataset_splits],
+    group_name="model",
+    code_version="6",
+    kinds={"keras", "tensorflow"},
+    # One training at a time across runs (the pool's limit is the instance's), and its own
+    # Celery queue so that a GPU worker can take only training steps.
+    pool=executors.TRAINING_POOL,
+    op_tags=executors.TRAINING_OP_TAGS,
 )
 def trained_model(
     context: dg.AssetExecutionContext,

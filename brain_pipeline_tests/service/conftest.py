@@ -1,0 +1,159 @@
+"""Fixtures for the tests against real services: a fresh PostgreSQL database with a deploy
+instance, Celery workers on loopback RabbitMQ, and the tiny data. Everything a test starts,
+it stops; every database and queue it makes, it drops."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from brain_pipeline.service import PostgresSettings, ensure_database, prepare_home, with_pg_defaults
+from brain_pipeline_tests.conftest import FAST_RUN
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Deployment:
+    """One instance: its database, home, artifacts root and the environment to run in."""
+
+    settings: PostgresSettings
+    home: Path
+    artifacts: Path
+    env: dict[str, str]
+    config: Path  # the fast run config, as YAML-compatible JSON
+
+    def run(self, *args: str, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            list(args),
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    def instance(self):
+        import dagster as dg
+        from dagster._core.instance.ref import InstanceRef
+
+        with _environ(self.env):
+            return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]):
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _drop(settings: PostgresSettings) -> None:
+    connection = settings.connect("postgres")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{settings.database}" WITH (FORCE)')
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def deployments(tmp_path: Path, tiny_data_dir: Path):
+    """A factory of fresh deployments (each its own database and artifacts root)."""
+    made: list[Deployment] = []
+
+    def make(**extra_env: str) -> Deployment:
+        root = tmp_path / f"deployment{len(made)}"
+        name = f"bp_test_{uuid.uuid4().hex[:10]}"
+        settings = PostgresSettings.from_env({"BRAIN_PIPELINE_PG_DB": name})
+        assert ensure_database(settings)
+        config = root / "fast_run.json"
+        home = prepare_home(root / "instance")
+        config.write_text(json.dumps(FAST_RUN))
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("BRAIN_PIPELINE_")}
+        env = {
+            **with_pg_defaults(inherited),
+            "BRAIN_PIPELINE_PG_DB": name,
+            "DAGSTER_HOME": str(home),
+            "BRAIN_PIPELINE_DATA_DIR": str(tiny_data_dir),
+            "BRAIN_PIPELINE_ARTIFACTS_DIR": str(root / "artifacts"),
+            "PYTHONPATH": str(REPO),
+            **extra_env,
+        }
+        made.append(Deployment(settings, home, root / "artifacts", env, config))
+        return made[-1]
+
+    yield make
+    for deployment in made:
+        _drop(deployment.settings)
+
+
+@contextlib.contextmanager
+def celery_workers(deployment: Deployment, names: list[str], log_dir: Path):
+    """Start `brain-pipeline worker` processes; yield {name: Popen}; stop them and purge."""
+    processes = {}
+    try:
+        for name in names:
+            log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+            processes[name] = subprocess.Popen(
+                [str(BIN / "brain-pipeline"), "worker", "--name", name],
+                env=deployment.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        for name in names:
+            _wait_for(lambda n=name: "ready." in (log_dir / f"{n}.log").read_text(), 120, name)
+        yield processes
+    finally:
+        for process in processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        _purge_queues(deployment)
+
+
+def _purge_queues(deployment: Deployment) -> None:
+    """Delete the step queues so that nothing a test left behind reaches another test."""
+    from kombu import Connection
+
+    from brain_pipeline.defs.executors import DEFAULT_CELERY_BROKER, TRAINING_QUEUE
+
+    with Connection(
+        deployment.env.get("BRAIN_PIPELINE_CELERY_BROKER") or DEFAULT_CELERY_BROKER
+    ) as conn:
+        channel = conn.channel()
+        for queue in ("dagster", TRAINING_QUEUE):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
