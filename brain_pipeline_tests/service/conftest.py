@@ -157,3 +157,27 @@ def _wait_for(condition, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"{what} not ready after {timeout} s")
+
+
+@contextlib.contextmanager
+def dagster_daemon(deployment: Deployment, log_dir: Path):
+    """`dagster-daemon run` on the deployment (queue, run monitoring); stopped afterwards."""
+    log = open(log_dir / "daemon.log", "w")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        env=deployment.env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        log.close()

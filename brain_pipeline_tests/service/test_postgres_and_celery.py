@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import psutil
@@ -41,11 +42,15 @@ def _summary(instance, run_id: str) -> dict:
 
 
 def test_a_run_on_postgres_is_stored_in_postgres(deployments) -> None:
-    deployment = deployments()
+    # Trust authentication accepts any password: this one must never be written anywhere.
+    password = f"pw-{uuid.uuid4().hex}"
+    deployment = deployments(BRAIN_PIPELINE_PG_PASSWORD=password)
     done = deployment.run(
         str(BIN / "brain-pipeline"), "materialize", "--config", str(deployment.config)
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert password not in done.stdout + done.stderr
+    assert not [p for p in deployment.home.parent.rglob("*") if _holds(p, password)]
     connection = deployment.settings.connect()  # read the tables directly, not through Dagster
     try:
         with connection.cursor() as cursor:
@@ -57,6 +62,10 @@ def test_a_run_on_postgres_is_stored_in_postgres(deployments) -> None:
                 (run_id,),
             )
             (materializations,) = cursor.fetchone()
+            cursor.execute(
+                "SELECT count(*) FROM event_logs WHERE event LIKE %s", (f"%{password}%",)
+            )
+            assert cursor.fetchone() == (0,)
     finally:
         connection.close()
     assert status == "SUCCESS" and materializations == len(ASSETS)
@@ -109,6 +118,10 @@ def test_celery_workers_run_every_step_with_the_same_results(deployments, tmp_pa
         f"full materialization: in process {_seconds(reference.instance(), in_process.run_id):.1f}"
         f" s, on two Celery workers {_seconds(instance, on_celery.run_id):.1f} s"
     )
+
+
+def _holds(path: Path, text: str) -> bool:
+    return path.is_file() and text.encode() in path.read_bytes()
 
 
 def _seconds(instance, run_id: str) -> float:
