@@ -124,14 +124,7 @@ def celery_workers(deployment: Deployment, names: list[str], log_dir: Path):
         yield processes
     finally:
         for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop(process, timeout=30)
         _purge_queues(deployment)
 
 
@@ -174,10 +167,16 @@ def dagster_daemon(deployment: Deployment, log_dir: Path):
     try:
         yield daemon
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop(daemon)
         log.close()
+
+
+def stop(process: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the process's group (it was started in a session of its own), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,203 @@
+"""The UI in a real browser: Debian's chromium driven by Playwright against `dagster dev` on
+a free loopback port, with a copy of the embedded data. Screenshots of every step go to a
+folder the test prints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from brain_pipeline_tests.conftest import ASSETS
+from brain_pipeline_tests.service.conftest import BIN, REPO, stop
+
+pytestmark = pytest.mark.services
+
+CHROMIUM = Path("/usr/bin/chromium")
+SOURCES = ["synth_alzheimer", "synth_navoneel", "synth_preetviradiya"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path):
+    """`dagster dev` (webserver and daemon) on the embedded data's copy; yields (url, env)."""
+    data = tmp_path / "data"
+    shutil.copytree(REPO / "data", data)
+    (tmp_path / "home").mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BRAIN_PIPELINE_")},
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "BRAIN_PIPELINE_DATA_DIR": str(data),
+        "BRAIN_PIPELINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+    port = _free_port()
+    log = open(tmp_path / "dagster_dev.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml")]
+        + ["-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", env, data
+    finally:
+        stop(server)
+        log.close()
+
+
+def _instance(env: dict) -> dg.DagsterInstance:
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+
+
+def _wait(condition, timeout: float, what: str, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(every)
+    raise TimeoutError(f"{what}: not within {timeout} s")
+
+
+class Screens:
+    """The page, with the first-visit community dialog dismissed whenever it shows."""
+
+    def __init__(self, page, folder: Path) -> None:
+        self.page, self.folder, self.count = page, folder, 0
+        self.community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+
+    def open(self, url: str, ready) -> None:
+        self.page.goto(url)
+        _wait(lambda: self._dismiss() or ready().count() > 0, 120, url, every=0.5)
+        self._dismiss()
+
+    def _dismiss(self) -> bool:
+        if self.community.count() and self.community.is_visible():
+            self.community.get_by_role("button", name="Skip").click()
+        return False
+
+    def shot(self, name: str) -> None:
+        self._dismiss()
+        self.count += 1
+        self.page.screenshot(path=str(self.folder / f"{self.count}_{name}.png"))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_the_ui_in_a_browser(dagster_dev, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, env, data = dagster_dev
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"\nscreenshots: {shots}")
+    started = time.monotonic()
+    _wait(lambda: _answers(base), 180, "dagster dev")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        screens = Screens(page, shots)
+        try:
+            _graph_shows_every_asset(screens, base)
+            _materialize_all_completes(screens, base, env)
+            _evaluation_shows_its_confusion_matrix(screens, base)
+            _the_sensor_runs_the_pipeline_on_a_new_image(screens, base, env, data)
+        finally:
+            screens.shot("last")
+            browser.close()
+    print(f"browser test: {time.monotonic() - started:.0f} s")
+
+
+def _answers(base: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/server_info", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _graph_shows_every_asset(screens: Screens, base: str) -> None:
+    page = screens.page
+    screens.open(
+        f"{base}/locations/brain_pipeline/asset-groups/data",
+        lambda: page.get_by_text("dataset_splits", exact=True),
+    )
+    for name in [*ASSETS, *SOURCES]:
+        assert page.get_by_text(name, exact=True).count() >= 1, name
+    screens.shot("asset_graph")
+
+
+def _materialize_all_completes(screens: Screens, base: str, env: dict) -> None:
+    page = screens.page
+    button = page.get_by_role("button", name="Materialize all (7)")
+    screens.open(f"{base}/locations/brain_pipeline/jobs/full_pipeline", lambda: button)
+    button.click()
+    page.get_by_text("Launched run").wait_for(timeout=60_000)
+    screens.shot("launched")
+    instance = _instance(env)
+    (run,) = _wait(lambda: instance.get_runs() or None, 60, "the launched run")
+    finished = _wait(
+        lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 1200, "the run"
+    )
+    screens.open(f"{base}/runs/{run.run_id}", lambda: page.get_by_text("Success", exact=True))
+    screens.shot("run_finished")
+    assert finished.is_success, finished.status
+
+
+def _evaluation_shows_its_confusion_matrix(screens: Screens, base: str) -> None:
+    page = screens.page
+    keys = page.get_by_placeholder("Filter metadata keys")
+    screens.open(f"{base}/assets/model_evaluation", lambda: keys)
+    keys.fill("confusion_matrix")
+    page.get_by_role("row").filter(has_text="confusion_matrix").get_by_text(
+        "[Show Markdown]"
+    ).click()
+    image = page.locator('img[alt="confusion_matrix.png"]')
+    image.wait_for(timeout=30_000)
+    assert image.evaluate("img => img.complete && img.naturalWidth > 100")
+    page.wait_for_timeout(1000)  # the dialog's fade-in, for the screenshot
+    screens.shot("confusion_matrix")
+    page.keyboard.press("Escape")
+
+
+def _the_sensor_runs_the_pipeline_on_a_new_image(screens, base, env, data: Path) -> None:
+    page = screens.page
+    toggle = page.get_by_role("checkbox")
+    screens.open(f"{base}/locations/brain_pipeline/sensors/raw_data_changed", lambda: toggle)
+    # The switch is a styled checkbox drawn off-screen: click it as the page's own label does.
+    toggle.first.evaluate("input => input.click()")
+    _wait(lambda: toggle.first.is_checked(), 30, "the sensor switched on", every=0.5)
+    screens.shot("sensor_on")
+    image = next((data / "synth_navoneel" / "yes").iterdir())
+    shutil.copy(image, image.with_name("added_by_the_browser_test.jpg"))
+    instance = _instance(env)
+    sensor_run = _wait(
+        lambda: next(
+            (
+                r
+                for r in instance.get_runs()
+                if r.tags.get("dagster/sensor_name") == "raw_data_changed"
+            ),
+            None,
+        ),
+        240,
+        "a run requested by raw_data_changed",
+    )
+    screens.open(f"{base}/runs/{sensor_run.run_id}", lambda: page.get_by_text("raw_data_changed"))
+    screens.shot("sensor_run")
