@@ -64,7 +64,7 @@ def _environ(env: dict[str, str]):
         os.environ.update(saved)
 
 
-def _drop(settings: PostgresSettings) -> None:
+def drop_database(settings: PostgresSettings) -> None:
     connection = settings.connect("postgres")
     try:
         with connection.cursor() as cursor:
@@ -101,7 +101,7 @@ def deployments(tmp_path: Path, tiny_data_dir: Path):
 
     yield make
     for deployment in made:
-        _drop(deployment.settings)
+        drop_database(deployment.settings)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -11,12 +14,13 @@ import pytest
 
 from brain_pipeline.console import HEADLINE_METADATA
 from brain_pipeline_tests.conftest import ASSETS
-from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers
+from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers, drop_database
 
 pytestmark = pytest.mark.services
 
 # The summary's figures, which must not depend on where a step ran (energy does).
 COMPARED = tuple(key for key in HEADLINE_METADATA if key != "energy_kwh")
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 JOB = ["-m", "brain_pipeline.definitions", "-a", "defs", "-j", "full_pipeline"]
 
 
@@ -75,7 +79,9 @@ def test_a_run_on_postgres_is_stored_in_postgres(deployments) -> None:
 
 
 def test_celery_workers_run_every_step_with_the_same_results(deployments, tmp_path) -> None:
-    reference = deployments()
+    reference = deployments()  # the same job and config, every step in the run's process
+    in_process_config = {**json.loads(reference.config.read_text()), **IN_PROCESS}
+    reference.config.write_text(json.dumps(in_process_config))
     done = reference.run(str(BIN / "dagster"), "job", "execute", *JOB, "-c", str(reference.config))
     assert done.returncode == 0, done.stderr[-3000:]
     (in_process,) = reference.instance().get_runs()
@@ -127,3 +133,52 @@ def _holds(path: Path, text: str) -> bool:
 def _seconds(instance, run_id: str) -> float:
     record = instance.get_run_record_by_id(run_id)
     return record.end_time - record.start_time
+
+
+def test_the_service_command_creates_its_database_and_serves_the_ui(deployments, tmp_path):
+    import signal
+    import socket
+    import urllib.request
+
+    from brain_pipeline.service import ensure_database
+
+    deployment = deployments()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**deployment.env, "BRAIN_PIPELINE_PG_DB": f"{deployment.settings.database}_svc"}
+    created = dataclasses.replace(deployment.settings, database=env["BRAIN_PIPELINE_PG_DB"])
+    service = subprocess.Popen(
+        [
+            str(BIN / "brain-pipeline"),
+            "service",
+            "--home",
+            str(tmp_path / "svc"),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            raise TimeoutError("the webserver did not answer")
+        assert not ensure_database(created)  # the service made it
+        assert (tmp_path / "svc" / "dagster.yaml").is_file()
+    finally:
+        service.send_signal(signal.SIGINT)
+        output, _ = service.communicate(timeout=60)
+        drop_database(created)
+    assert f"created database '{env['BRAIN_PIPELINE_PG_DB']}'" in output
+    assert f"UI at http://127.0.0.1:{port}" in output

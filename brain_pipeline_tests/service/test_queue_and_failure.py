@@ -14,7 +14,12 @@ import pytest
 
 from brain_pipeline_tests.conftest import FAST_RUN
 from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers, dagster_daemon
-from brain_pipeline_tests.service.test_postgres_and_celery import JOB, _events, _seconds
+from brain_pipeline_tests.service.test_postgres_and_celery import (
+    IN_PROCESS,
+    JOB,
+    _events,
+    _seconds,
+)
 
 pytestmark = pytest.mark.services
 
@@ -56,7 +61,7 @@ def test_four_runs_submitted_at_once_all_complete_one_training_at_a_time(deploym
             config = tmp_path / f"run{seed}.json"
             run_config = json.loads(json.dumps(FAST_RUN))
             run_config["ops"]["trained_model"]["config"]["seed"] = seed
-            run_config["execution"] = {"config": {"in_process": {}}}
+            run_config.update(IN_PROCESS)
             config.write_text(json.dumps(run_config))
             launches.append(
                 subprocess.Popen(
