@@ -150,12 +150,19 @@ def run_service(home: Path, host: str, port: int) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop_all(processes, grace_seconds=30)
     return max(process.returncode or 0 for process in processes)
+
+
+def _stop_all(processes: list[subprocess.Popen], grace_seconds: float) -> None:
+    """SIGINT every process (as Ctrl-C would), then SIGKILL what is left after the grace."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -14,7 +15,13 @@ import pytest
 
 from brain_pipeline.console import HEADLINE_METADATA
 from brain_pipeline_tests.conftest import ASSETS
-from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers, drop_database
+from brain_pipeline_tests.service.conftest import (
+    BIN,
+    REPO,
+    celery_workers,
+    drop_database,
+    stop,
+)
 
 pytestmark = pytest.mark.services
 
@@ -162,6 +169,7 @@ def test_the_service_command_creates_its_database_and_serves_the_ui(deployments,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -177,8 +185,11 @@ def test_the_service_command_creates_its_database_and_serves_the_ui(deployments,
         assert not ensure_database(created)  # the service made it
         assert (tmp_path / "svc" / "dagster.yaml").is_file()
     finally:
-        service.send_signal(signal.SIGINT)
-        output, _ = service.communicate(timeout=60)
-        drop_database(created)
+        os.killpg(service.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        try:
+            output, _ = service.communicate(timeout=120)
+        finally:
+            stop(service, timeout=5)
+            drop_database(created)
     assert f"created database '{env['BRAIN_PIPELINE_PG_DB']}'" in output
     assert f"UI at http://127.0.0.1:{port}" in output
