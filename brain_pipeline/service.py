@@ -139,26 +139,30 @@ def run_service(home: Path, host: str, port: int) -> int:
     """Check PostgreSQL, then run the webserver and the daemon until one stops or Ctrl-C."""
     settings = PostgresSettings.from_env()
     if ensure_database(settings):
-        print(f"created database {settings.database!r} on {settings.host}:{settings.port}")
+        print(
+            f"created database {settings.database!r} on {settings.host}:{settings.port}", flush=True
+        )
     home = prepare_home(home)
     env = {**with_pg_defaults(os.environ), "DAGSTER_HOME": str(home)}
     processes = [subprocess.Popen(command, env=env) for command in service_commands(host, port)]
-    print(f"instance {home}; UI at http://{host}:{port} (Ctrl-C stops both processes)")
+    print(f"instance {home}; UI at http://{host}:{port} (Ctrl-C stops both processes)", flush=True)
+    stopping: list[int] = []
+    # Handlers set explicitly: a shell that starts this in the background ignores SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, _frame: stopping.append(received))
     try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        while not stopping and all(process.poll() is None for process in processes):
+            time.sleep(0.5)
     finally:
         _stop_all(processes, grace_seconds=30)
     return max(process.returncode or 0 for process in processes)
 
 
 def _stop_all(processes: list[subprocess.Popen], grace_seconds: float) -> None:
-    """SIGINT every process (as Ctrl-C would), then SIGKILL what is left after the grace."""
+    """SIGTERM every process (both shut down cleanly on it), then SIGKILL what is left."""
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     for process in processes:
         try:
