@@ -126,6 +126,24 @@ def prepare_home(home: Path, config: Path = DEPLOY_CONFIG) -> Path:
     return home
 
 
+def set_pool_limits(home: Path, environ: Mapping[str, str]) -> None:
+    """Create the training pool's limit row before any run starts: two runs that create it
+    at the same moment (from `concurrency.pools.default_limit`) collide in PostgreSQL."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from brain_pipeline.defs.executors import TRAINING_POOL
+
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def service_commands(host: str, port: int, workspace: Path = WORKSPACE) -> list[list[str]]:
     """The webserver (bound to `host`) and the daemon, both loading `workspace`."""
     bin_dir = Path(sys.executable).parent
@@ -144,6 +162,7 @@ def run_service(home: Path, host: str, port: int) -> int:
         )
     home = prepare_home(home)
     env = {**with_pg_defaults(os.environ), "DAGSTER_HOME": str(home)}
+    set_pool_limits(home, env)
     processes = [subprocess.Popen(command, env=env) for command in service_commands(host, port)]
     print(f"instance {home}; UI at http://{host}:{port} (Ctrl-C stops both processes)", flush=True)
     stopping: list[int] = []

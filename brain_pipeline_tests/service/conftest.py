@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from brain_pipeline.service import PostgresSettings, ensure_database, prepare_home, with_pg_defaults
+from brain_pipeline.service import (
+    PostgresSettings,
+    ensure_database,
+    prepare_home,
+    set_pool_limits,
+    with_pg_defaults,
+)
 from brain_pipeline_tests.conftest import FAST_RUN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +102,7 @@ def deployments(tmp_path: Path, tiny_data_dir: Path):
             "PYTHONPATH": str(REPO),
             **extra_env,
         }
+        set_pool_limits(home, env)  # as `brain-pipeline service` does
         made.append(Deployment(settings, home, root / "artifacts", env, config))
         return made[-1]
 
