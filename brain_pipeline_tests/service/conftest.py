@@ -28,6 +28,7 @@ from brain_pipeline_tests.conftest import FAST_RUN
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+JOB = ["-m", "brain_pipeline.definitions", "-a", "defs", "-j", "full_pipeline"]
 
 
 @dataclass
@@ -49,6 +50,17 @@ class Deployment:
             text=True,
             timeout=timeout,
             **kwargs,
+        )
+
+    def start_job(self) -> subprocess.Popen:
+        """`dagster job execute` of full_pipeline with this deployment's run config."""
+        return subprocess.Popen(
+            [str(BIN / "dagster"), "job", "execute", *JOB, "-c", str(self.config)],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def instance(self):

@@ -17,6 +17,7 @@ from brain_pipeline.console import HEADLINE_METADATA
 from brain_pipeline_tests.conftest import ASSETS
 from brain_pipeline_tests.service.conftest import (
     BIN,
+    JOB,
     REPO,
     celery_workers,
     drop_database,
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.services
 # The summary's figures, which must not depend on where a step ran (energy does).
 COMPARED = tuple(key for key in HEADLINE_METADATA if key != "energy_kwh")
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-JOB = ["-m", "brain_pipeline.definitions", "-a", "defs", "-j", "full_pipeline"]
 
 
 def _events(instance, run_id: str) -> list:
@@ -100,14 +100,7 @@ def test_celery_workers_run_every_step_with_the_same_results(deployments, tmp_pa
             for process in workers.values()
             for child in psutil.Process(process.pid).children(recursive=True)
         }
-        run = subprocess.Popen(
-            [str(BIN / "dagster"), "job", "execute", *JOB, "-c", str(deployment.config)],
-            env=deployment.env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        run = deployment.start_job()
         output, _ = run.communicate(timeout=900)
     assert run.returncode == 0, output[-3000:]
     instance = deployment.instance()

@@ -16,7 +16,6 @@ from brain_pipeline_tests.conftest import FAST_RUN
 from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers, dagster_daemon
 from brain_pipeline_tests.service.test_postgres_and_celery import (
     IN_PROCESS,
-    JOB,
     _events,
     _seconds,
 )
@@ -123,14 +122,7 @@ def test_a_worker_killed_mid_step_fails_the_run_and_reexecution_completes(deploy
     slower["ops"]["trained_model"]["config"]["epochs"] = 20
     deployment.config.write_text(json.dumps(slower))
     with celery_workers(deployment, ["solo"], tmp_path), dagster_daemon(deployment, tmp_path):
-        run = subprocess.Popen(
-            [str(BIN / "dagster"), "job", "execute", *JOB, "-c", str(deployment.config)],
-            env=deployment.env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        run = deployment.start_job()
         instance = deployment.instance()
         step_pid = _wait_for_step_start(instance, "trained_model", timeout=600)
         time.sleep(3)  # mid-step: the model is training
