@@ -24,7 +24,7 @@ def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
     raw = load_raw_data_config(data_dir)
     manifest, _ = build_manifest(raw.datasets)
     index_settings = dedup.IndexSettings()
-    index, _, _, _ = dedup.build_balanced_index(
+    index, _, _, _, *_ = dedup.build_balanced_index(
         manifest,
         seed=index_settings.seed,
         near_duplicate_cosine=index_settings.near_duplicate_cosine,

@@ -22,8 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core.data.dedup import build_balanced_index
+from brain_pipeline.core.data.dedup import (
+    DEFAULT_NEAR_DUPLICATE_COSINE,
+    build_balanced_index,
+    collapse_exact_duplicates,
+    thumbnail_neighbours,
+    thumbnails_from_column,
+)
 from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
+from brain_pipeline.core.data.neighbours import NeighbourIndex, components, exact_pairs
 from brain_pipeline.core.data.sources import load_raw_data_config
 from brain_pipeline.core.data.splits import assign_splits, leakage_report
 
@@ -37,6 +44,44 @@ def _add_files(folder: Path, sources: list[Path]) -> None:
         buffer = io.BytesIO()
         Image.fromarray(array).save(buffer, format="PNG")
         (folder / f"added_{number}.png").write_bytes(buffer.getvalue())
+
+
+def approximate_versus_exact(manifest, grown) -> dict:
+    """The neighbour index's thumbnail pairs and groups against exact all-pairs search on
+    every unique content, and the time to bring it up to date after the +100 files."""
+    unique, _ = collapse_exact_duplicates(manifest)
+    keys = unique["sha256"].to_numpy().astype(str)
+    thumbnails = thumbnails_from_column(unique)(keys)
+    started = time.perf_counter()
+    index = NeighbourIndex.build(thumbnails, keys, DEFAULT_NEAR_DUPLICATE_COSINE)
+    approximate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    exact = exact_pairs(thumbnails, DEFAULT_NEAR_DUPLICATE_COSINE)
+    exact_s = time.perf_counter() - started
+    found = {tuple(sorted(p)) for p in index.key_pairs().astype(str).tolist()}
+    reference = {tuple(sorted(p)) for p in keys[exact].tolist()}
+    labels = index.labels(keys)
+    exact_labels = components(len(keys), exact)
+    grown_unique, _ = collapse_exact_duplicates(grown)
+    started = time.perf_counter()
+    _, update = thumbnail_neighbours(
+        grown_unique["sha256"].to_numpy().astype(str),
+        thumbnails_from_column(grown_unique),
+        DEFAULT_NEAR_DUPLICATE_COSINE,
+        index,
+    )
+    return {
+        "thumbnail_pairs_exact": len(reference),
+        "thumbnail_pairs_recall": len(found & reference) / max(len(reference), 1),
+        "thumbnail_pairs_not_in_exact": len(found - reference),
+        "thumbnail_groups_identical_to_exact": len(set(zip(labels, exact_labels, strict=True)))
+        == len(set(labels))
+        == len(set(exact_labels)),
+        "neighbour_index_build_s": round(approximate_s, 2),
+        "exact_search_s": round(exact_s, 2),
+        "neighbour_index_add100_s": round(time.perf_counter() - started, 2),
+        "neighbour_index_add100": update,
+    }
 
 
 def main() -> None:
@@ -74,8 +119,10 @@ def main() -> None:
         print(f"+100 files re-scan: {decoded_new} decoded, {add_s:.2f} s")
 
     started = time.perf_counter()
-    index, conflicts, report, _ = build_balanced_index(cold, seed=0)
+    index, conflicts, report, _, *_ = build_balanced_index(cold, seed=0)
     index_s = time.perf_counter() - started
+    versus_exact = approximate_versus_exact(cold, grown)
+    print("thumbnail pairs, approximate vs exact:", json.dumps(versus_exact))
     table = assign_splits(index, salt="brain_pipeline")
     summary = manifest_summary(cold)
     sizes = {int(k): v for k, v in report.group_size_distribution.items()}
@@ -101,6 +148,7 @@ def main() -> None:
                 "counts_after_balancing": report.counts_after_balancing,
                 "split_leakage": leakage_report(table),
                 "index_build_s": round(index_s, 1),
+                **versus_exact,
             }
         )
     )

@@ -3,7 +3,8 @@
 `dagster dev`, `dg dev`, `dg check defs` and the webserver load `defs`. `build_definitions`
 is the same assembly for another raw-data root, artifacts root or tracker (the tests and
 the CLI use it). The raw sources are the one part that depends on the data: one per dataset
-in `datasets.toml`, and `image_manifest` is built to depend on each of them.
+in `datasets.toml`, each with its manifest (`manifest/<dataset>`), and `image_manifest`
+combines them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from brain_pipeline.defs import (
     explanation,
     training,
 )
-from brain_pipeline.defs.ingestion import balanced_index, dataset_splits, image_manifest_asset
+from brain_pipeline.defs.ingestion import (
+    balanced_index,
+    dataset_manifest_asset,
+    dataset_splits,
+    image_manifest_asset,
+)
 from brain_pipeline.defs.raw import raw_dataset_sources
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 
@@ -55,10 +61,13 @@ def build_definitions(
     """
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     artifacts_dir = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir()
-    sources = raw_dataset_sources(load_raw_data_config(data_dir))
-    manifest = image_manifest_asset([source.key for source in sources])
+    raw = load_raw_data_config(data_dir)
+    names = [spec.name for spec in raw.datasets]
+    sources = raw_dataset_sources(raw)
+    parts = [dataset_manifest_asset(name) for name in names]
+    manifest = image_manifest_asset(names)
     return dg.Definitions(
-        assets=[*sources, manifest, *DOWNSTREAM_OF_MANIFEST],
+        assets=[*sources, *parts, manifest, *DOWNSTREAM_OF_MANIFEST],
         asset_checks=checks.ALL_CHECKS,
         jobs=[automation.full_pipeline],
         sensors=[automation.raw_data_changed],

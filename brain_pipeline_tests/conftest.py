@@ -28,6 +28,8 @@ FAST_RUN = {
         "gradcam_gallery": {"config": {"images_per_gallery": 2}},
     }
 }
+DATASETS = ("synth_navoneel", "synth_preetviradiya", "synth_alzheimer")
+MANIFEST_PARTS = tuple(f"manifest/{name}" for name in DATASETS)  # one per dataset
 ASSETS = (
     "image_manifest",
     "balanced_index",

@@ -22,13 +22,15 @@ def _evaluate_sensor(defs: dg.Definitions, instance, cursor: str | None):
     sensor = defs.resolve_sensor_def("raw_data_changed")
     # As a context manager: the resources it builds are released with it.
     with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=defs.resources
+        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
     ) as context:
         return sensor.evaluate_tick(context), context.cursor
 
 
 def _evaluate_schedule(defs: dg.Definitions, instance):
-    with dg.build_schedule_context(instance=instance, resources=defs.resources) as context:
+    with dg.build_schedule_context(
+        instance=instance, resources=defs.resources, repository_def=defs.get_repository_def()
+    ) as context:
         return defs.resolve_schedule_def("weekly_retrain").evaluate_tick(context)
 
 
@@ -74,7 +76,8 @@ def test_schedule_skips_when_the_manifest_is_current(data_copy: Path, tmp_path: 
     defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
     with dg.instance_for_test() as instance:
         assert len(_evaluate_schedule(defs, instance).run_requests) == 1  # never built yet
-        keys = ["raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"]
+        names = ["synth_navoneel", "synth_preetviradiya", "synth_alzheimer"]
+        keys = [f"{prefix}/{name}" for name in names for prefix in ("raw", "manifest")]
         defs.resolve_job_def("full_pipeline").execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(k) for k in [*keys, "image_manifest"]],
@@ -86,3 +89,59 @@ def test_schedule_skips_when_the_manifest_is_current(data_copy: Path, tmp_path: 
             "mildDem_new.jpg"
         ).write_bytes(next((data_copy / "synth_navoneel" / "no").iterdir()).read_bytes())
         assert len(_evaluate_schedule(defs, instance).run_requests) == 1
+
+
+def _materialized_and_observed(instance, run_id: str) -> tuple[set[str], set[str]]:
+    records = instance.get_records_for_run(run_id).records
+    events = [record.event_log_entry.dagster_event for record in records]
+    keys = lambda kind: {  # noqa: E731
+        e.asset_key.to_user_string() for e in events if e is not None and e.event_type_value == kind
+    }
+    return keys("ASSET_MATERIALIZATION"), keys("ASSET_OBSERVATION")
+
+
+def test_a_new_dataset_rescans_only_its_own_manifest(data_copy: Path, tmp_path: Path) -> None:
+    """Adding a dataset: the sensor's run observes and scans only it, then combines."""
+    defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
+    with dg.instance_for_test() as instance:
+        first, cursor = _evaluate_sensor(defs, instance, None)
+        _run(defs, instance, first.run_requests[0])
+
+        # Without a datasets.toml, every folder of the data directory is a dataset.
+        shutil.copytree(data_copy / "synth_navoneel", data_copy / "hospital_b")
+        defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
+        added, _ = _evaluate_sensor(defs, instance, cursor)
+        request = added.run_requests[0]
+        assert request.tags["brain_pipeline/changed_datasets"] == "hospital_b"
+        selected = {key.to_user_string() for key in request.asset_selection}
+        wanted = {"raw/hospital_b", "manifest/hospital_b", "image_manifest", "trained_model"}
+        assert wanted <= selected
+        assert not {"manifest/synth_navoneel", "raw/synth_alzheimer"} & selected
+
+        run = _run(defs, instance, request)
+        materialized, observed = _materialized_and_observed(instance, run.run_id)
+        assert materialized == {"manifest/hospital_b", "image_manifest"}
+        assert observed == {"raw/hospital_b"}
+        combined = instance.get_latest_materialization_event(dg.AssetKey("image_manifest"))
+        n_files = combined.asset_materialization.metadata["n_files"].value
+        parts = [
+            instance.get_latest_materialization_event(dg.AssetKey(["manifest", name]))
+            .asset_materialization.metadata["n_files"]
+            .value
+            for name in ("synth_navoneel", "synth_preetviradiya", "synth_alzheimer", "hospital_b")
+        ]
+        assert n_files == sum(parts)
+
+
+def _run(defs, instance, request: dg.RunRequest):
+    """Execute a run request's selection up to image_manifest (the test does not train)."""
+    keys = [
+        key
+        for key in request.asset_selection
+        if key.path[0] in ("raw", "manifest") or key == dg.AssetKey("image_manifest")
+    ]
+    result = defs.resolve_job_def(request.job_name).execute_in_process(
+        instance=instance, asset_selection=keys, tags=request.tags
+    )
+    assert result.success
+    return result

@@ -128,18 +128,16 @@ def test_lineage_traces_a_gallery_png_back_to_raw_images(
     assert keys[0] == "gradcam_gallery"
     assert {"trained_model", "dataset_splits", "balanced_index", "image_manifest"} <= set(keys)
     manifest_node = next(node for node in chain(tree) if node["asset_key"] == "image_manifest")
-    assert set(manifest_node["raw_data_versions"]) == {
-        "raw/synth_navoneel",
-        "raw/synth_preetviradiya",
-        "raw/synth_alzheimer",
-    }
+    names = ["synth_navoneel", "synth_preetviradiya", "synth_alzheimer"]
+    parts = {node["asset_key"]: node for node in manifest_node["upstream"]}
+    assert set(parts) == {f"manifest/{name}" for name in names}
+    for name in names:  # each dataset's manifest names the raw data version it was built from
+        assert set(parts[f"manifest/{name}"]["raw_data_versions"]) == {f"raw/{name}"}
     # The gallery's images are raw files whose hashes match the bytes on disk.
     import hashlib
 
-    from brain_pipeline.core.data.sources import load_raw_data_config
-
-    raw = load_raw_data_config(Path(manifest_node["config"]["data_dir"]))
-    roots = {spec.name: spec.root for spec in raw.datasets}
+    # Each dataset's manifest records the folder it scanned.
+    roots = {name: Path(parts[f"manifest/{name}"]["config"]["root"]) for name in names}
     assert tree["images"]["rows"], "the chosen gallery shows images"
     for row in tree["images"]["rows"]:
         assert row["target_class"] == shown["target_class"]

@@ -60,7 +60,8 @@ data_dir, artifacts_dir = sys.argv[1:3]
 defs = build_definitions(data_dir=data_dir, artifacts_dir=artifacts_dir,
                          carbon=CarbonTracker(enabled=False), reuse_unchanged=False)
 keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys()
-        if k.path[0] == "raw" or k.to_user_string() in ("image_manifest", "balanced_index")]
+        if k.path[0] in ("raw", "manifest")
+        or k.to_user_string() in ("image_manifest", "balanced_index")]
 # Both processes share one instance (DAGSTER_HOME), as runs launched from the UI do.
 with dg.DagsterInstance.get() as instance:
     result = defs.resolve_job_def("full_pipeline").execute_in_process(

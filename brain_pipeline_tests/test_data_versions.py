@@ -46,7 +46,11 @@ def test_only_a_change_in_what_the_model_sees_retrains(data_copy: Path, tmp_path
         data_dir=data_copy, artifacts_dir=tmp_path / "art", carbon=CarbonTracker(enabled=False)
     )
     job = defs.resolve_job_def(FULL_PIPELINE_JOB)
-    sources = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "raw"]
+    sources = [  # the raw sources and each dataset's manifest
+        k
+        for k in defs.resolve_asset_graph().get_all_asset_keys()
+        if k.path[0] in ("raw", "manifest")
+    ]
     selection = [*sources, *(dg.AssetKey(name) for name in UP_TO_MODEL)]
     with dg.instance_for_test() as instance:
 
@@ -81,6 +85,14 @@ def test_only_a_change_in_what_the_model_sees_retrains(data_copy: Path, tmp_path
         }
         version = "dagster/data_version"
         assert copied["balanced_index"].tags[version] == first["balanced_index"].tags[version]
+        # The thumbnail neighbour index was built once, then updated, not rebuilt.
+        assert neighbour_update(first)["mode"] == "built"
+        assert neighbour_update(copied) == {
+            "mode": "incremental",
+            "added": 0,
+            "removed": 0,
+            "new_pairs": 0,
+        }
         assert copied["dataset_splits"].tags[version] == first["dataset_splits"].tags[version]
 
         # A real change: an image of the index disappears, so the model is trained again.
@@ -90,3 +102,15 @@ def test_only_a_change_in_what_the_model_sees_retrains(data_copy: Path, tmp_path
         changed = run()
         assert hits(changed) == dict.fromkeys(UP_TO_MODEL, False)
         assert changed["dataset_splits"].tags[version] != first["dataset_splits"].tags[version]
+        assert neighbour_update(changed) == {
+            "mode": "incremental",
+            "added": 0,
+            "removed": 1,
+            "new_pairs": 0,
+        }
+        saved = Path(changed["balanced_index"].metadata["path"].value).parent / "neighbours"
+        assert (saved / "search.faiss").is_file() and (saved / "pairs.npy").is_file()
+
+
+def neighbour_update(events: dict[str, dg.AssetMaterialization]) -> dict:
+    return events["balanced_index"].metadata["neighbour_index"].value

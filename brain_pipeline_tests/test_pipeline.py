@@ -17,7 +17,13 @@ from brain_pipeline.core.data.splits import SplitSettings
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline.defs import ingestion, training
 from brain_pipeline.defs.resources import CarbonTracker
-from brain_pipeline_tests.conftest import ASSETS, FAST_RUN, MaterializedRun
+from brain_pipeline_tests.conftest import (
+    ASSETS,
+    DATASETS,
+    FAST_RUN,
+    MANIFEST_PARTS,
+    MaterializedRun,
+)
 
 
 def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_path: Path) -> None:
@@ -39,13 +45,9 @@ def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
 
 
 def test_every_asset_materializes_and_observes_sources(materialized: MaterializedRun) -> None:
-    assert set(materialized.metadata) == set(ASSETS)
-    assert materialized.observed == {
-        "raw/synth_navoneel",
-        "raw/synth_preetviradiya",
-        "raw/synth_alzheimer",
-    }
-    for key in ASSETS:
+    assert set(materialized.metadata) == {*ASSETS, *MANIFEST_PARTS}
+    assert materialized.observed == {f"raw/{name}" for name in DATASETS}
+    for key in (*ASSETS, *MANIFEST_PARTS):
         path = materialized.path(key)
         assert path.exists(), key
         assert (path.parent / "provenance.json").exists(), key
@@ -55,6 +57,10 @@ def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
     metadata, checks = materialized.metadata, materialized.checks
     manifest = pd.read_parquet(materialized.path("image_manifest"))
     assert len(manifest) == metadata["image_manifest"]["n_files"].value == 8 * 12
+    # The combined manifest holds each dataset's part, row for row.
+    parts = [pd.read_parquet(materialized.path(part)) for part in MANIFEST_PARTS]
+    assert sorted(manifest["path"]) == sorted(pd.concat(parts)["path"])
+    assert sum(metadata[part]["n_files"].value for part in MANIFEST_PARTS) == len(manifest)
     assert set(manifest["status"]) == {"ok"}
     index = pd.read_parquet(materialized.path("balanced_index"))
     assert index["sha256"].is_unique
@@ -130,8 +136,9 @@ def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun
 def test_emissions_are_recorded_for_each_tracked_step(materialized: MaterializedRun) -> None:
     metadata = materialized.metadata
     history = pd.read_parquet(materialized.path("emissions_record"))
+    # Decoding is measured per dataset manifest; combining them is not tracked (no decoding).
     assert set(history["asset_key"]) == {
-        "image_manifest",
+        *MANIFEST_PARTS,
         "trained_model",
         "model_evaluation",
         "gradcam_gallery",

@@ -3,8 +3,9 @@ schedule, both off by default.
 
 Both compare each raw dataset's fingerprint (the same one its observable source reports as
 data version) with what was last seen, and request a run only when something changed. The
-run re-observes the changed datasets and materializes their downstream assets; memoised
-assets whose inputs did not change reuse their artifacts.
+run observes and re-scans only the changed datasets (`raw/<name>`, `manifest/<name>`) and
+materializes everything downstream of `image_manifest`; memoised assets whose inputs did not
+change reuse their artifacts.
 """
 
 import hashlib
@@ -26,21 +27,35 @@ def changed_datasets(previous: dict[str, str], current: dict[str, str]) -> list[
     return sorted(name for name in names if previous.get(name) != current.get(name))
 
 
-def _fingerprints_of_last_manifest(instance: dg.DagsterInstance) -> dict[str, str]:
-    """The raw data versions that the current image_manifest was built from."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("image_manifest"))
-    if event is None or event.asset_materialization is None:
-        return {}
-    prefix = "dagster/input_data_version/raw/"
-    return {
-        tag.removeprefix(prefix): value
-        for tag, value in event.asset_materialization.tags.items()
-        if tag.startswith(prefix)
-    }
+def _fingerprints_of_last_manifests(instance: dg.DagsterInstance, names) -> dict[str, str]:
+    """The raw data version each dataset's current manifest (`manifest/<name>`) was built from."""
+    fingerprints = {}
+    for name in names:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["manifest", name]))
+        if event is not None and event.asset_materialization is not None:
+            tag = f"dagster/input_data_version/raw/{name}"
+            if tag in event.asset_materialization.tags:
+                fingerprints[name] = event.asset_materialization.tags[tag]
+    return fingerprints
+
+
+def changed_selection(asset_graph, changed: list[str]) -> list[dg.AssetKey]:
+    """What a change to `changed` datasets requires: observing them, re-scanning their
+    manifests, and everything downstream of the combined manifest. The manifests of the
+    other datasets are not in it."""
+    known = asset_graph.get_all_asset_keys()
+    parts = [
+        key
+        for name in changed
+        for key in (dg.AssetKey(["raw", name]), dg.AssetKey(["manifest", name]))
+        if key in known
+    ]
+    downstream = dg.AssetSelection.assets("image_manifest").downstream().resolve(asset_graph)
+    return [*parts, *sorted(downstream)]
 
 
 def _run_request(
-    job_name: str, changed: list[str], previous: dict[str, str], current: dict[str, str]
+    context, job_name: str, changed: list[str], previous: dict[str, str], current: dict[str, str]
 ) -> dg.RunRequest:
     # Keyed by the transition, not the state: going back to an earlier state (a file added,
     # then deleted) is a new change and must not be dropped as a duplicate run key.
@@ -48,6 +63,7 @@ def _run_request(
     return dg.RunRequest(
         run_key=hashlib.sha256(transition).hexdigest()[:24],
         job_name=job_name,
+        asset_selection=changed_selection(context.repository_def.asset_graph, changed),
         tags={"brain_pipeline/changed_datasets": ",".join(changed)},
     )
 
@@ -70,13 +86,13 @@ def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStora
     previous = json.loads(context.cursor) if context.cursor else None
     if previous is None:
         # First evaluation: compare with what the current model was built from.
-        previous = _fingerprints_of_last_manifest(context.instance)
+        previous = _fingerprints_of_last_manifests(context.instance, current)
     changed = changed_datasets(previous, current)
     context.update_cursor(json.dumps(current, sort_keys=True))
     if not changed:
         return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
     context.log.info(f"changed datasets: {', '.join(changed)}")
-    return _run_request(full_pipeline.name, changed, previous, current)
+    return _run_request(context, full_pipeline.name, changed, previous, current)
 
 
 @dg.schedule(
@@ -87,8 +103,8 @@ def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStora
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext, storage: PipelineStorage):
     current = dataset_fingerprints(storage.raw_data())
-    previous = _fingerprints_of_last_manifest(context.instance)
+    previous = _fingerprints_of_last_manifests(context.instance, current)
     changed = changed_datasets(previous, current)
     if not changed:
-        return dg.SkipReason("the raw data is unchanged since the current image_manifest")
-    return _run_request(full_pipeline.name, changed, previous, current)
+        return dg.SkipReason("the raw data is unchanged since the current manifests")
+    return _run_request(context, full_pipeline.name, changed, previous, current)

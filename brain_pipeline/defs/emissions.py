@@ -1,10 +1,12 @@
 """emissions_record: the energy and CO2 of every tracked step, across model versions."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from brain_pipeline.core import plots
-from brain_pipeline.core.artifacts import read_json, write_parquet
+from brain_pipeline.core.artifacts import PROVENANCE_FILE_NAME, read_json, write_parquet
 from brain_pipeline.core.emissions import (
     append_history,
     append_model_version,
@@ -16,7 +18,7 @@ from brain_pipeline.defs.resources import PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, finite_or_text, markdown_table
 from brain_pipeline.defs.training import trained_model
 
-TRACKED_STEPS = ("image_manifest", "trained_model", "model_evaluation", "gradcam_gallery")
+TRACKED_STEPS = ("trained_model", "model_evaluation", "gradcam_gallery")
 EFFICIENCY_COLUMNS = [
     "model_version",
     "accuracy",
@@ -29,6 +31,14 @@ EFFICIENCY_COLUMNS = [
 ]
 
 
+def _manifest_part_records(manifest_folder: Path) -> list[dict]:
+    """The energy records of the per-dataset manifests that image_manifest combined (the
+    decoding work), found through its provenance."""
+    provenance = read_json(manifest_folder / PROVENANCE_FILE_NAME)
+    parts = [Path(upstream["path"]).parent for upstream in provenance["upstream"]]
+    return [read_json(folder / "emissions.json") for folder in parts]
+
+
 @dg.asset(
     deps=["image_manifest", trained_model, model_evaluation, gradcam_gallery],
     group_name="model",
@@ -39,10 +49,13 @@ def emissions_record(
     context: dg.AssetExecutionContext, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Energy and CO2 of every tracked step, and quality per kWh across model versions."""
-    step = ArtifactStep(context, storage, config={}, upstream=TRACKED_STEPS)
+    step = ArtifactStep(context, storage, config={}, upstream=["image_manifest", *TRACKED_STEPS])
     if reused := step.reused():
         return reused
-    records = [read_json(step.upstream[key].folder / "emissions.json") for key in TRACKED_STEPS]
+    records = [
+        *_manifest_part_records(step.upstream["image_manifest"].folder),
+        *(read_json(step.upstream[key].folder / "emissions.json") for key in TRACKED_STEPS),
+    ]
     history_dir = storage.shared_dir("emissions_history")
     history = append_history(history_dir / "steps.parquet", records)
     metrics = read_json(step.upstream["model_evaluation"].path)

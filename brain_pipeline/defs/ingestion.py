@@ -1,18 +1,19 @@
-"""Ingestion: image_manifest -> balanced_index -> dataset_splits."""
+"""Ingestion: manifest/<dataset> -> image_manifest -> balanced_index -> dataset_splits."""
 
 import dagster as dg
 import pandas as pd
 
 from brain_pipeline.core import plots, reports
 from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
-from brain_pipeline.core.data import dedup, resaved, shortcuts, splits
+from brain_pipeline.core.data import dedup, manifest_io, resaved, shortcuts, splits
 from brain_pipeline.core.data.manifest import (
     build_manifest,
     manifest_summary,
     readable_thumbnails,
     to_grayscale,
 )
-from brain_pipeline.core.data.sources import dataset_fingerprints
+from brain_pipeline.core.data.neighbours import NeighbourIndex
+from brain_pipeline.core.data.sources import dataset_fingerprint
 from brain_pipeline.core.imaging.preprocessing import filesystem_path, load_image
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import (
@@ -25,6 +26,7 @@ from brain_pipeline.defs.support import (
 _INDEX = dedup.IndexSettings()
 SELF_TEST_IMAGES = 30  # images whose altered copies the index's self-test verifies
 _SPLITS = splits.SplitSettings()
+NEIGHBOURS_FOLDER = "neighbours"  # in balanced_index's folder: reused by the next build
 
 
 class IndexConfig(dg.Config):
@@ -52,34 +54,49 @@ class SplitConfig(dg.Config):
         return splits.SplitSettings(**self.model_dump())
 
 
-def image_manifest_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    """`image_manifest`, depending on every raw source: the one asset built for the dataset
-    list (its dependencies are wired into the step, so it runs after their observation and
-    records their data versions)."""
-    return dg.asset(
-        name="image_manifest",
-        deps=raw_keys,
+def manifest_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["manifest", dataset])
+
+
+def dataset_manifest_asset(dataset: str) -> dg.AssetsDefinition:
+    """`manifest/<dataset>`: the manifest of one raw dataset. One asset per dataset keeps the
+    lineage readable (raw/x -> manifest/x) and lets a change to one dataset re-scan only it,
+    on a worker of its own."""
+
+    @dg.asset(
+        key=manifest_key(dataset),
+        deps=[dg.AssetKey(["raw", dataset])],
         group_name="data",
         code_version="3",
         kinds={"pandas", "parquet"},
-    )(image_manifest)
+        description=f"Every file of the raw dataset {dataset}: hash, class, format, status.",
+    )
+    def _manifest(
+        context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
+    ) -> dg.MaterializeResult:
+        return dataset_manifest(context, storage, carbon, dataset)
+
+    return _manifest
 
 
-def image_manifest(
-    context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
+def dataset_manifest(
+    context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker, name: str
 ) -> dg.MaterializeResult:
-    """Every file in every raw dataset: hash, class, format, size, status and reason."""
+    """Every file of one raw dataset: hash, class, format, size, status and reason."""
     raw = storage.raw_data()
+    spec = next((d for d in raw.datasets if d.name == name), None)
+    if spec is None:
+        raise ValueError(
+            f"dataset {name!r} is no longer in {raw.data_dir}/datasets.toml: reload the code"
+        )
     # Fingerprint the files now rather than trust the last observation, which a run that does
-    # not observe the sources (this asset alone) would leave stale. The raw/<dataset> sources
-    # report the same fingerprint as their data version.
-    fingerprints = {f"raw/{name}": version for name, version in dataset_fingerprints(raw).items()}
-    class_maps = {spec.name: dict(sorted(spec.class_map.items())) for spec in raw.datasets}
+    # not observe the source would leave stale; raw/<name> reports the same data version.
+    fingerprint = {f"raw/{name}": dataset_fingerprint(spec.root)}
     step = ArtifactStep(
         context,
         storage,
-        config={"data_dir": str(raw.data_dir), "class_maps": class_maps},
-        upstream_versions=fingerprints,
+        config={"root": str(spec.root), "class_map": dict(sorted(spec.class_map.items()))},
+        upstream_versions=fingerprint,
         carbon=carbon,
     )
     if reused := step.reused():
@@ -87,14 +104,12 @@ def image_manifest(
     previous = previous_result(context)  # unchanged files are not decoded again
     with step.tracked():
         manifest, decoded = build_manifest(
-            raw.datasets,
+            [spec],
             None if previous is None else pd.read_parquet(previous.path),
             progress=lambda done, total: context.log.info(f"decoded {done}/{total} files"),
         )
     path = write_parquet(step.folder / "manifest.parquet", manifest)
     summary = manifest_summary(manifest)
-    write_json(step.folder / "summary.json", summary)
-    counts, formats = reports.manifest_tables(manifest)
     return step.result(
         {
             "path": dg.MetadataValue.path(str(path)),
@@ -102,15 +117,59 @@ def image_manifest(
             "n_unmapped": summary["n_unmapped"],
             "files_decoded_this_run": decoded,
             "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
+        },
+        provenance={"raw_data_versions": fingerprint},
+    )
+
+
+def image_manifest_asset(datasets: list[str]) -> dg.AssetsDefinition:
+    """`image_manifest`: the per-dataset manifests combined, for everything downstream."""
+    parts = [manifest_key(name) for name in datasets]
+
+    @dg.asset(
+        name="image_manifest", deps=parts, group_name="data", code_version="4", kinds={"parquet"}
+    )
+    def _combined(
+        context: dg.AssetExecutionContext, storage: PipelineStorage
+    ) -> dg.MaterializeResult:
+        """Every file in every raw dataset: the per-dataset manifests, combined."""
+        return image_manifest(context, storage, parts)
+
+    return _combined
+
+
+def image_manifest(
+    context: dg.AssetExecutionContext, storage: PipelineStorage, parts: list[dg.AssetKey]
+) -> dg.MaterializeResult:
+    """Every file in every raw dataset: the manifest parts, streamed into one file."""
+    names = [key.to_user_string() for key in parts]
+    step = ArtifactStep(context, storage, config={}, upstream=names)
+    if reused := step.reused():
+        return reused
+    path = step.folder / "manifest.parquet"
+    manifest_io.combine([step.upstream[name].path for name in names], path)
+    table = manifest_io.read_without_blobs(path)
+    summary = manifest_summary(table)
+    write_json(step.folder / "summary.json", summary)
+    counts, formats = reports.manifest_tables(table)
+    return step.result(
+        {
+            "path": dg.MetadataValue.path(str(path)),
+            **{key: summary[key] for key in ("n_files", "n_ok", "n_rejected", "n_skipped")},
+            "n_unmapped": summary["n_unmapped"],
+            "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
             "class_counts_per_dataset": markdown_table(counts),
             "formats_and_modes": markdown_table(formats),
-            "image_sizes": step.figure("image_sizes.png", plots.image_sizes_plot(manifest)),
+            "image_sizes": step.figure("image_sizes.png", plots.image_sizes_plot(table)),
             "class_distribution": step.figure(
                 "class_distribution.png",
                 plots.class_distribution(counts, "Files per dataset and class (raw)"),
             ),
         },
-        provenance={"raw_data_versions": fingerprints},
+        # Downstream reads the rows, not the run that combined them.
+        content_version=content_version(
+            table, ["dataset", "path", "sha256", "status", "target_class"]
+        ),
     )
 
 
@@ -123,21 +182,29 @@ def balanced_index(
     if reused := step.reused():
         return reused
     settings = config.to_core()
-    manifest = pd.read_parquet(step.upstream["image_manifest"].path)
+    manifest_path = step.upstream["image_manifest"].path
+    # Thumbnails are read straight into one matrix, and only for images new to the index.
+    blobs = ("keypoints", "detail") if settings.detect_resaved_copies else ()
+    manifest = manifest_io.read_without_blobs(manifest_path, keep=blobs)
     context.log.info("grouping near duplicates (thumbnails, then re-saved copies)")
-    index, conflicts, report, links = dedup.build_balanced_index(
+    built = dedup.build_balanced_index(
         manifest,
         seed=settings.seed,
         near_duplicate_cosine=settings.near_duplicate_cosine,
         resaved_similarity=settings.resaved_similarity if settings.detect_resaved_copies else None,
         balance=settings.balance_classes,
+        thumbnail_of=lambda shas: manifest_io.read_thumbnails(manifest_path, shas)[0],
+        previous_neighbours=_previous_neighbours(context),
     )
+    index, conflicts, report, links = built[:4]
     path = write_parquet(step.folder / "index.parquet", index)
     write_parquet(step.folder / "label_conflicts.parquet", conflicts)
     write_parquet(step.folder / "resaved_links.parquet", links)
     write_json(step.folder / "report.json", report.__dict__)
+    built.neighbours.save(step.folder / NEIGHBOURS_FOLDER)
     # The raw files' shortcut audit, read by the shortcut_audit_raw_files check.
-    audited = index.merge(readable_thumbnails(manifest), on="sha256")
+    thumbnails, _ = manifest_io.read_thumbnails(manifest_path, index["sha256"])
+    audited = index.assign(thumbnail=[row.tobytes() for row in thumbnails])
     raw_probe = shortcuts.probe_accuracy(
         shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]
     )
@@ -148,6 +215,7 @@ def balanced_index(
             "path": dg.MetadataValue.path(str(path)),
             "n_rows": len(index),
             **_index_metadata(step, manifest, index, report, roots, settings.seed),
+            "neighbour_index": dg.MetadataValue.json(built.neighbour_update),
             **_resaved_metadata(step, manifest, (index, report, links), roots, settings),
         },
         # Downstream reads contents, groups, classes and the file each content is read from:
@@ -158,6 +226,20 @@ def balanced_index(
             index, ["sha256", "group_id", "target_class", "dataset", "path"]
         ),
     )
+
+
+def _previous_neighbours(context: dg.AssetExecutionContext) -> NeighbourIndex | None:
+    """The thumbnail neighbour index saved by the current balanced_index, if it has one:
+    updating it searches only the images added since."""
+    previous = previous_result(context)
+    folder = None if previous is None else previous.path.parent / NEIGHBOURS_FOLDER
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        return NeighbourIndex.load(folder)
+    except (OSError, ValueError) as exc:
+        context.log.warning(f"rebuilding the neighbour index: {folder} is unusable ({exc})")
+        return None
 
 
 def _index_metadata(step, manifest, index, report, roots, seed) -> dict:

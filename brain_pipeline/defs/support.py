@@ -73,7 +73,7 @@ def upstream_artifact(
     file in a folder". Assets and asset checks both use it.
     """
     run_id = context.op_execution_context.run_id
-    event = materialization_for_run(context.instance, dg.AssetKey(key), run_id)
+    event = materialization_for_run(context.instance, dg.AssetKey.from_user_string(key), run_id)
     if event is None or event.asset_materialization is None:
         raise dg.Failure(f"asset {key!r} has never been materialized; materialize it first")
     materialization = event.asset_materialization

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from brain_pipeline.console import HEADLINE_METADATA
-from brain_pipeline_tests.conftest import ASSETS
+from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
 from brain_pipeline_tests.service.conftest import (
     BIN,
     JOB,
@@ -79,7 +79,7 @@ def test_a_run_on_postgres_is_stored_in_postgres(deployments) -> None:
             assert cursor.fetchone() == (0,)
     finally:
         connection.close()
-    assert status == "SUCCESS" and materializations == len(ASSETS)
+    assert status == "SUCCESS" and materializations == len(ASSETS) + len(MANIFEST_PARTS)
     instance = deployment.instance()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert set(_summary(instance, run_id)) >= set(ASSETS)

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from brain_pipeline_tests.conftest import ASSETS
+from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
 from brain_pipeline_tests.service.conftest import BIN, REPO, stop
 
 pytestmark = pytest.mark.services
@@ -145,7 +145,9 @@ def _graph_shows_every_asset(screens: Screens, base: str) -> None:
 
 def _materialize_all_completes(screens: Screens, base: str, env: dict) -> None:
     page = screens.page
-    button = page.get_by_role("button", name="Materialize all (7)")
+    button = page.get_by_role(
+        "button", name=f"Materialize all ({len(ASSETS) + len(MANIFEST_PARTS)})"
+    )
     screens.open(f"{base}/locations/brain_pipeline/jobs/full_pipeline", lambda: button)
     button.click()
     page.get_by_text("Launched run").wait_for(timeout=60_000)

@@ -13,13 +13,16 @@ the splitter assigns, so no near-copy can sit on both sides of a split.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core.data import resaved
+from brain_pipeline.core.data import neighbours, resaved
 from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.data.neighbours import unit_vectors
 
 # Measured on the real Kaggle sets: 0.99 recovers ~one group per Alzheimer subject without
 # chaining unrelated slices together (a 64-bit dHash at distance <= 4 merges 88% of images).
@@ -65,34 +68,45 @@ def collapse_exact_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 def thumbnail_matrix(thumbnails: pd.Series) -> np.ndarray:
     """Stack thumbnail bytes into unit vectors after removing each image's mean."""
     side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
-    matrix = np.frombuffer(b"".join(thumbnails), dtype=np.uint8).reshape(-1, side)
-    centred = matrix.astype(np.float32) - matrix.mean(axis=1, keepdims=True, dtype=np.float32)
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+    return unit_vectors(np.frombuffer(b"".join(thumbnails), dtype=np.uint8).reshape(-1, side))
 
 
 def near_duplicate_groups(
     vectors: np.ndarray, threshold: float = DEFAULT_NEAR_DUPLICATE_COSINE, block: int = 2048
 ) -> np.ndarray:
-    """Connected components of the graph 'cosine similarity >= threshold'; one label per row."""
-    count = len(vectors)
-    parent = np.arange(count)
+    """Connected components of 'cosine similarity >= threshold' by comparing every pair:
+    O(n^2), the exact reference that `neighbours.NeighbourIndex` is tested against."""
+    pairs = []
+    for start in range(0, len(vectors), block):
+        rows, cols = np.nonzero(vectors[start : start + block] @ vectors.T >= threshold)
+        pairs.append(np.stack([rows + start, cols], axis=1))
+    return neighbours.components(len(vectors), np.concatenate(pairs or [np.zeros((0, 2), int)]))
 
-    def find(node: int) -> int:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
 
-    for start in range(0, count, block):
-        similarities = vectors[start : start + block] @ vectors.T
-        rows, cols = np.nonzero(similarities >= threshold)
-        for row, col in zip(rows + start, cols, strict=True):
-            if col > row:
-                root_a, root_b = find(row), find(col)
-                if root_a != root_b:
-                    parent[max(root_a, root_b)] = min(root_a, root_b)
-    return np.array([find(node) for node in range(count)])
+def thumbnails_from_column(frame: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
+    """`thumbnail_of(shas)` for a frame with `sha256` and `thumbnail` columns."""
+    by_sha = frame.drop_duplicates("sha256").set_index("sha256")["thumbnail"]
+    side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
+    return lambda shas: np.frombuffer(
+        b"".join(by_sha.loc[np.asarray(shas).astype(str)]), np.uint8
+    ).reshape(-1, side)
+
+
+def thumbnail_neighbours(
+    keys: np.ndarray,
+    thumbnail_of: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    previous: neighbours.NeighbourIndex | None = None,
+) -> tuple[neighbours.NeighbourIndex, dict]:
+    """The neighbour index of `keys`: `previous` brought up to date (only the added images
+    are searched), or a new one when there is none, its threshold differs, or the additions
+    outnumber what it holds (its cells were fitted to other data)."""
+    if previous is not None and previous.threshold == threshold:
+        live = previous.keys[previous.alive].astype(str)
+        if (~np.isin(keys, live)).sum() <= len(live):
+            return previous, {"mode": "incremental", **previous.sync(keys, thumbnail_of)}
+    built = neighbours.NeighbourIndex.build(thumbnail_of(keys), keys, threshold)
+    return built, {"mode": "built", "added": len(keys), "removed": 0, "new_pairs": len(built.pairs)}
 
 
 def features_of(frame: pd.DataFrame) -> list[resaved.LocalFeatures]:
@@ -104,21 +118,30 @@ def features_of(frame: pd.DataFrame) -> list[resaved.LocalFeatures]:
 
 
 def assign_group_ids(
-    unique: pd.DataFrame, threshold: float, resaved_similarity: float | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    unique: pd.DataFrame,
+    threshold: float,
+    resaved_similarity: float | None = None,
+    thumbnail_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    previous: neighbours.NeighbourIndex | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, neighbours.NeighbourIndex | None, dict]:
     """Add `group_id`: a stable key per near-duplicate group (its smallest member hash).
 
-    With `resaved_similarity`, thumbnail groups joined by a verified re-saved copy merge; the
-    second frame lists those links (sha256 of both images, inliers, similarity).
-    Keying the group by content, not by position, keeps the id unchanged when unrelated images
-    are added, which the stable splitter relies on.
+    Thumbnail pairs come from the neighbour index (`previous`, updated, or a new one; also
+    returned with what the update did); `thumbnail_of(shas)` supplies thumbnails (default:
+    the frame's `thumbnail` column). With `resaved_similarity`, thumbnail groups joined by a
+    verified re-saved copy merge; the second frame lists those links (sha256 of both images,
+    inliers, similarity). Keying the group by content, not by position, keeps the id
+    unchanged when unrelated images are added, which the stable splitter relies on.
     """
     labelled = unique.copy()
     links = pd.DataFrame(columns=["first", "second", "inliers", "similarity"])
     if labelled.empty:
         labelled["group_id"] = pd.Series(dtype=str)
-        return labelled, links
-    components = near_duplicate_groups(thumbnail_matrix(labelled["thumbnail"]), threshold)
+        return labelled, links, previous, {"mode": "empty"}
+    keys = labelled["sha256"].to_numpy().astype(str)
+    thumbnail_of = thumbnail_of or thumbnails_from_column(labelled)
+    index, update = thumbnail_neighbours(keys, thumbnail_of, threshold, previous)
+    components = index.labels(keys)
     labelled["_thumbnail_group"] = components
     if resaved_similarity is not None:
         components, links = resaved.link_resaved_copies(
@@ -129,7 +152,7 @@ def assign_group_ids(
     labelled["_component"] = components
     smallest_hash = labelled.groupby("_component")["sha256"].transform("min")
     labelled["group_id"] = "g" + smallest_hash.str[:16]
-    return labelled.drop(columns="_component"), links
+    return labelled.drop(columns="_component"), links, index, update
 
 
 def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -146,6 +169,15 @@ def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
     return (
         kept.drop(columns="_order").sort_values(["target_class", "sha256"]).reset_index(drop=True)
     )
+
+
+class BalancedIndex(NamedTuple):
+    index: pd.DataFrame
+    conflicts: pd.DataFrame
+    report: IndexReport
+    links: pd.DataFrame  # re-saved copies that merged two thumbnail groups
+    neighbours: neighbours.NeighbourIndex
+    neighbour_update: dict  # how the neighbour index was made: built, or updated (counts)
 
 
 @dataclass(frozen=True)
@@ -169,9 +201,13 @@ def build_balanced_index(
     near_duplicate_cosine: float = DEFAULT_NEAR_DUPLICATE_COSINE,
     resaved_similarity: float | None = resaved.DEFAULT_RESAVED_SIMILARITY,
     balance: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame, IndexReport, pd.DataFrame]:
-    """Unique, grouped, class-balanced index; also returns the excluded conflicts, the report
-    and the re-saved copies that merged groups (`resaved_similarity=None` turns that off)."""
+    thumbnail_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    previous_neighbours: neighbours.NeighbourIndex | None = None,
+) -> BalancedIndex:
+    """Unique, grouped, class-balanced index; also returns the excluded conflicts, the report,
+    the re-saved copies that merged groups (`resaved_similarity=None` turns that off) and the
+    thumbnail neighbour index (`previous_neighbours` is updated rather than rebuilt;
+    `thumbnail_of(shas)` supplies thumbnails when the manifest has no `thumbnail` column)."""
     if resaved_similarity is not None and not {"keypoints", "detail"} <= set(manifest.columns):
         raise ValueError(
             "the manifest has no `keypoints`/`detail` columns (it predates re-saved copy "
@@ -183,7 +219,9 @@ def build_balanced_index(
             "no usable images: every file was rejected, skipped or unmapped; see the "
             "image_manifest `reason` column"
         )
-    grouped, links = assign_group_ids(unique, near_duplicate_cosine, resaved_similarity)
+    grouped, links, neighbour_index, update = assign_group_ids(
+        unique, near_duplicate_cosine, resaved_similarity, thumbnail_of, previous_neighbours
+    )
     index = balance_classes(grouped, seed) if balance else grouped
     group_sizes = grouped["group_id"].value_counts()
     usable_files = int(grouped["n_copies"].sum() + conflicting["n_copies"].sum())
@@ -205,7 +243,9 @@ def build_balanced_index(
     )
     drop = [c for c in (*_FEATURE_COLUMNS, "_thumbnail_group") if c in grouped.columns]
     conflicts = conflicting.drop(columns=[c for c in _FEATURE_COLUMNS if c in conflicting])
-    return index.drop(columns=drop), conflicts, report, links
+    return BalancedIndex(
+        index.drop(columns=drop), conflicts, report, links, neighbour_index, update
+    )
 
 
 def _class_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -101,7 +101,7 @@ def _manifest_rows(images) -> pd.DataFrame:
 def test_the_index_groups_a_window_copy_and_the_check_sees_it_across_splits(scans) -> None:
     window = alterations(np.random.default_rng(4))["combined"]
     manifest = _manifest_rows([*scans[:5], window(scans[2])])
-    index, _, report, links = build_balanced_index(manifest, seed=0, balance=False)
+    index, _, report, links, *_ = build_balanced_index(manifest, seed=0, balance=False)
     groups = index.set_index("path")["group_id"]
     assert groups["5.png"] == groups["2.png"] and groups.nunique() == 5
     assert report.n_resaved_links == 1 and report.n_thumbnail_groups == 6
