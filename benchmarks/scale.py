@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -90,7 +89,12 @@ def _keys(start: int, count: int) -> np.ndarray:
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: across
+    fork and exec that keeps the parent's peak, which holds the generated set."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 # --------------------------------------------------------------------------- child processes

@@ -6,8 +6,8 @@ Answered: an inverted-file index with a range search (faiss IndexIVFFlat), as us
     .venv/bin/python experiments/neighbour_search.py [--size 100000]
 
 On the synthetic thumbnails of `benchmarks/scale.py`, all three candidates search the same
-64-dimension PCA projection and every candidate pair is verified with the exact cosine, so
-they differ only in which true pairs they miss and in time:
+PCA projection (`neighbours.DIMS` dimensions) and every candidate pair is verified with the
+exact cosine, so they differ only in which true pairs they miss and in time:
 - IVF range search (the pipeline's): every neighbour within the threshold's radius;
 - HNSW (faiss IndexHNSWFlat, M=32) k-nearest with k=8 and k=32: a threshold criterion asked
   as "k nearest" misses pairs in groups larger than k, and costs more with k.
@@ -30,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from scale import THRESHOLD, _chunk  # noqa: E402
 
 from brain_pipeline.core.data.neighbours import (  # noqa: E402
+    DIMS,
     NeighbourIndex,
     _principal_components,
     exact_pairs,
+    pair_cosines,
     unit_vectors,
 )
 
@@ -44,16 +46,15 @@ def _ids(pairs: np.ndarray) -> set[int]:
 
 def hnsw_pairs(thumbnails: np.ndarray, k: int) -> np.ndarray:
     vectors = unit_vectors(thumbnails)
-    projected = np.ascontiguousarray(vectors @ _principal_components(vectors[:50_000], 64).T)
-    index = faiss.IndexHNSWFlat(64, 32)
+    projected = np.ascontiguousarray(vectors @ _principal_components(vectors[:50_000], DIMS).T)
+    index = faiss.IndexHNSWFlat(DIMS, 32)
     index.hnsw.efSearch = max(64, 2 * k)
     index.add(projected)
     _, found = index.search(projected, k + 1)
     first = np.repeat(np.arange(len(found)), found.shape[1])
     pairs = np.stack([first, found.ravel()], axis=1)
     pairs = pairs[(pairs[:, 1] >= 0) & (pairs[:, 0] != pairs[:, 1])]
-    cosine = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    return pairs[cosine >= THRESHOLD]
+    return pairs[pair_cosines(thumbnails, pairs) >= THRESHOLD]
 
 
 def main() -> None:
