@@ -34,9 +34,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 THUMBNAIL_PIXELS = 32 * 32
-DIMS = 32  # projected dimensions: 64 took 1.5x as long at a million (docs/results.md)
+DIMS = 64  # projected dimensions: 32 let 5x more candidates through on real MRI slices
 CELL_SIZE = 256  # images per k-means cell: keeps a lookup's cost flat as the index grows
-NPROBE = 16  # cells searched per lookup
+NPROBE = 8  # cells searched per lookup: 16 took 1.5x as long at a million (docs/results.md)
 SAMPLE = 50_000  # images the projection and the cells are fitted on
 BATCH = 20_000  # rows projected, searched or verified at once (bounds the working memory)
 _RADIUS_MARGIN = 1.001  # float32 rounding must not drop a pair at exactly the threshold
