@@ -105,8 +105,9 @@ def _peak_rss_gb() -> float:
 def child_group(data: Path, out: Path) -> dict:
     """Build and label `REPEATS` times (a fresh index each time); the median time counts."""
     thumbnails = np.load(data, mmap_mode="r")
-    times = []
+    times, index = [], None
     for _ in range(REPEATS):
+        del index  # one index at a time: the peak is one build's
         started = time.perf_counter()
         index = NeighbourIndex.build(thumbnails, _keys(0, len(thumbnails)), THRESHOLD)
         labels = index.labels(index.keys)
