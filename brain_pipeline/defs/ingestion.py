@@ -202,8 +202,9 @@ def balanced_index(
     write_parquet(step.folder / "resaved_links.parquet", links)
     write_json(step.folder / "report.json", report.__dict__)
     built.neighbours.save(step.folder / NEIGHBOURS_FOLDER)
-    # The raw files' shortcut audit, read by the shortcut_audit_raw_files check.
-    thumbnails, _ = manifest_io.read_thumbnails(manifest_path, index["sha256"])
+    # The raw files' shortcut audit, read by the shortcut_audit_raw_files check; the
+    # neighbour index already holds every content's thumbnail.
+    thumbnails = built.neighbours.thumbnails_of(index["sha256"])
     audited = index.assign(thumbnail=[row.tobytes() for row in thumbnails])
     raw_probe = shortcuts.probe_accuracy(
         shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]

@@ -189,6 +189,13 @@ class NeighbourIndex:
     # ------------------------------------------------------------------ reading the groups
     def labels(self, keys: np.ndarray) -> np.ndarray:
         """Component label of each of `keys` (all must be live rows)."""
+        return components(len(self.keys), self.pairs)[self._rows(keys)]
+
+    def thumbnails_of(self, keys: np.ndarray) -> np.ndarray:
+        """The stored thumbnail of each of `keys` (all must be live rows)."""
+        return np.asarray(self.thumbnails[self._rows(keys)])
+
+    def _rows(self, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, dtype="S")
         live = np.nonzero(self.alive)[0]
         order = np.argsort(self.keys[live])
@@ -196,7 +203,7 @@ class NeighbourIndex:
         rows = live[order[found]] if len(live) else found
         if len(keys) and (not len(live) or (self.keys[rows] != keys).any()):
             raise KeyError("some keys are not in the neighbour index: sync it first")
-        return components(len(self.keys), self.pairs)[rows]
+        return rows
 
     def key_pairs(self) -> np.ndarray:
         """The verified pairs as (m, 2) keys."""

@@ -111,6 +111,7 @@ def test_save_and_load_then_grow(images: np.ndarray, tmp_path: Path) -> None:
     assert isinstance(loaded.thumbnails, np.memmap)  # not read into memory
     loaded.add(images[2500:], keys[2500:])
     assert pair_set(loaded) == exact_set(images, keys)
+    assert np.array_equal(loaded.thumbnails_of(keys[[2600, 3]]), images[[2600, 3]])
 
 
 def test_a_stale_format_is_refused(images: np.ndarray, tmp_path: Path) -> None:
