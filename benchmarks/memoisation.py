@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from brain_pipeline.core.locations import default_data_dir
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 
 
@@ -31,18 +32,18 @@ def main() -> None:
         timings = {}
         for label in ("cold", "unchanged"):
             started = time.perf_counter()
-            result = job.execute_in_process(instance=instance)
+            result = job.execute_in_process(instance=instance, partition_key=load_sweep().default)
             timings[label] = time.perf_counter() - started
             assert result.success, f"{label} run failed"
             print(f"{label:>9} materialize all: {timings[label]:7.2f} s")
-        hits = {
-            key.to_user_string(): bool(
-                instance.get_latest_materialization_event(key)
-                .asset_materialization.metadata["cache_hit"]
-                .value
-            )
+        metadata = {
+            key.to_user_string(): instance.get_latest_materialization_event(
+                key
+            ).asset_materialization.metadata
             for key in defs.resolve_asset_graph().materializable_asset_keys
         }
+        # The champion decision and the model card are decided anew on every run.
+        hits = {k: bool(m["cache_hit"].value) for k, m in metadata.items() if "cache_hit" in m}
     print(f"cache hits on the unchanged run: {sum(hits.values())}/{len(hits)}")
     print(
         json.dumps(

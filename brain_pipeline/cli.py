@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-MODEL_ASSET = "trained_model"
-
 
 def _synth(args: argparse.Namespace) -> int:
     from brain_pipeline.core.phantoms import synthesize_datasets
@@ -33,46 +31,57 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI)."""
+    """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI),
+    once per training configuration asked for."""
     from brain_pipeline.console import run_and_report
+    from brain_pipeline.core.model.sweep import load_sweep
 
     run_config = json.loads(Path(args.config).read_text()) if args.config else {}
-    if args.long_schedule:
-        run_config = with_long_schedule(run_config)
-    return run_and_report(run_config)
+    sweep = load_sweep()
+    configurations = args.configuration or [sweep.default]
+    for name in configurations:
+        sweep.resolve(name)  # an unknown name fails here, before any run starts
+    for name in configurations:
+        if status := run_and_report(run_config, name):
+            return status
+    return 0
 
 
-def with_long_schedule(run_config: dict) -> dict:
-    """The run config with trained_model on LONG_SCHEDULE; settings given in it still win."""
-    from brain_pipeline.core.model.training import LONG_SCHEDULE
+def _champion() -> dict:
+    """The serving champion's line of the promotion history (artifacts root of this shell)."""
+    from brain_pipeline.core.locations import default_artifacts_dir
+    from brain_pipeline.core.model.promotion import PromotionHistory
 
-    ops = dict(run_config.get("ops", {}))
-    model = dict(ops.get("trained_model", {}))
-    model["config"] = {**LONG_SCHEDULE, **model.get("config", {})}
-    return {**run_config, "ops": {**ops, "trained_model": model}}
+    registry = default_artifacts_dir() / "model_registry"
+    champion = PromotionHistory(registry).champion()
+    if champion is None:
+        raise FileNotFoundError(
+            f"no champion model in {registry}: run `brain-pipeline materialize` (it trains, "
+            "evaluates and promotes a model), or pass --model PATH"
+        )
+    return champion
 
 
-def _model_path(explicit: str | None) -> Path:
-    """--model, else the model recorded by the latest materialization of trained_model."""
+def _model_path(explicit: str | None, command: str) -> Path:
+    """--model, else the champion's model; says on stderr which model answers."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} does not exist")
+        print(f"brain-pipeline {command}: model {path} (--model)", file=sys.stderr)
         return path
-    import dagster as dg
-
-    from brain_pipeline.console import prepare_home
-
-    prepare_home()
-
-    with dg.DagsterInstance.get() as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey(MODEL_ASSET))
-    if event is None:
+    champion = _champion()
+    path = Path(champion["model_path"])
+    if not path.is_file():
         raise FileNotFoundError(
-            f"no {MODEL_ASSET} has been materialized in DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
-            "run `brain-pipeline materialize` first or pass --model PATH"
+            f"the champion {champion['serving_version']}'s model file {path} no longer exists; "
+            "promote another version (`brain-pipeline models`) or pass --model PATH"
         )
-    return Path(str(event.asset_materialization.metadata["path"].value))
+    print(
+        f"brain-pipeline {command}: model {champion['serving_version']} (champion)",
+        file=sys.stderr,
+    )
+    return path
 
 
 def _preprocessing_for(model_path: Path, input_size: int):
@@ -94,11 +103,11 @@ def _preprocessing_for(model_path: Path, input_size: int):
     return assumed
 
 
-def _load_model(explicit: str | None):
+def _load_model(explicit: str | None, command: str):
     """The model and the preprocessing it was trained with."""
     import keras
 
-    path = _model_path(explicit)
+    path = _model_path(explicit, command)
     model = keras.models.load_model(path)
     return model, _preprocessing_for(path, int(model.input_shape[1]))
 
@@ -123,7 +132,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from brain_pipeline.core.data.sources import TARGET_CLASSES
 
-    model, preprocessing = _load_model(args.model)
+    model, preprocessing = _load_model(args.model, "predict")
     tensors, errors = _load_inputs(args.images, preprocessing)
     probabilities = model.predict(np.stack(list(tensors.values())), verbose=0) if tensors else []
     by_path = dict(zip(tensors, probabilities, strict=True))
@@ -155,7 +164,7 @@ def _explain(args: argparse.Namespace) -> int:
     from brain_pipeline.core.explain.heatmaps import gradcam
     from brain_pipeline.core.plots import render_gallery
 
-    model, preprocessing = _load_model(args.model)
+    model, preprocessing = _load_model(args.model, "explain")
     tensors, errors = _load_inputs([args.image], preprocessing)
     if errors:
         print(f"brain-pipeline explain: {args.image}: {errors[args.image]}", file=sys.stderr)
@@ -209,22 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", help="JSON run config (the launchpad's, as JSON)")
     run.add_argument(
-        "--long-schedule",
-        action="store_true",
-        help="train 60 epochs at 128 px (core.model.training.LONG_SCHEDULE) instead of the "
-        "demo's 20 at 96 px",
+        "--configuration",
+        action="append",
+        metavar="NAME",
+        help="training configuration of the sweep file (the partition) to train; repeat for "
+        "several, one run each (default: the sweep's default)",
     )
     run.set_defaults(handler=_materialize)
 
     predict = commands.add_parser("predict", help="classify images; one JSON object per image")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--model", help=".keras file (default: the latest materialized model)")
+    predict.add_argument("--model", help=".keras file (default: the champion model)")
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="predicted class and a Grad-CAM overlay")
     explain.add_argument("image", metavar="IMAGE")
     explain.add_argument("--out", required=True, help="where to write the overlay PNG")
-    explain.add_argument("--model", help=".keras file (default: the latest materialized model)")
+    explain.add_argument("--model", help=".keras file (default: the champion model)")
     explain.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
     explain.set_defaults(handler=_explain)
 
@@ -234,8 +244,44 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("path", metavar="PATH", help="any file the pipeline wrote")
     lineage.add_argument("--json", action="store_true", help="machine-readable output")
     lineage.set_defaults(handler=_lineage)
+    _add_model_commands(commands)
     _add_service_commands(commands)
     return parser
+
+
+def _add_model_commands(commands) -> None:
+    models = commands.add_parser(
+        "models", help="every evaluated model version: status, metrics, energy"
+    )
+    models.add_argument("--json", action="store_true", help="one JSON object per version")
+    models.set_defaults(handler=_models)
+    actions = models.add_subparsers(dest="action")
+    promote = actions.add_parser("promote", help="make VERSION the champion (rollback/forward)")
+    promote.add_argument("version", metavar="VERSION")
+    promote.set_defaults(handler=_promote)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from brain_pipeline.models_report import models_table, render_models
+
+    table = models_table()
+    if args.json:
+        for row in table.to_dict("records"):
+            print(json.dumps(row, default=str))
+    else:
+        print(render_models(table))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from brain_pipeline.models_report import promote
+
+    line = promote(args.version)
+    print(
+        f"{line['serving_version']} is the champion (was {line['champion_version']}); "
+        "recorded as a manual promotion"
+    )
+    return 0
 
 
 def _add_service_commands(commands) -> None:

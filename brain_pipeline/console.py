@@ -44,6 +44,9 @@ HEADLINE_METADATA = (
     "pointing_game_whole_tumour_chance",
     "heat_in_brain",
     "energy_kwh",
+    "n_model_versions",
+    "decision",
+    "champion_version",
 )
 
 
@@ -161,8 +164,9 @@ def quiet_start_up() -> None:
         tf.constant(1.0) + 1.0
 
 
-def run_and_report(run_config: dict) -> int:
-    """Materialize the full_pipeline job; print a summary of every asset last."""
+def run_and_report(run_config: dict, configuration: str) -> int:
+    """Materialize the full_pipeline job for one training configuration (its partition);
+    print a summary of every asset last."""
     from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 
     home = prepare_home()
@@ -172,8 +176,12 @@ def run_and_report(run_config: dict) -> int:
     run_config = {**run_config, "loggers": {"progress": {}}}
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
+        print(f"training configuration: {configuration}")
         result = defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
+            run_config=run_config,
+            instance=instance,
+            partition_key=configuration,
+            raise_on_error=False,
         )
         seconds = time.perf_counter() - started
         if not result.success:

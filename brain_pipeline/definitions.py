@@ -22,6 +22,7 @@ from brain_pipeline.defs import (
     evaluation,
     executors,
     explanation,
+    models,
     training,
 )
 from brain_pipeline.defs.ingestion import (
@@ -42,6 +43,9 @@ DOWNSTREAM_OF_MANIFEST = [
     evaluation.model_evaluation,
     explanation.gradcam_gallery,
     emissions.emissions_record,
+    models.leaderboard,
+    models.champion_model,
+    models.model_card,
 ]
 
 

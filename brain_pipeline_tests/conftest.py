@@ -38,6 +38,9 @@ ASSETS = (
     "model_evaluation",
     "gradcam_gallery",
     "emissions_record",
+    "leaderboard",
+    "champion_model",
+    "model_card",
 )
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from brain_pipeline.core.model.promotion import PromotionHistory, PromotionRecord
 from brain_pipeline.definitions import build_definitions
+from brain_pipeline.defs.automation import retrain_configuration
+from brain_pipeline.defs.resources import PipelineStorage
+from brain_pipeline.defs.training import SWEEP
 
 
 @pytest.fixture()
@@ -43,6 +47,8 @@ def test_sensor_requests_a_run_on_added_file_and_skips_otherwise(
         # Nothing materialized yet: every dataset is new to the pipeline.
         assert len(first.run_requests) == 1
         assert first.run_requests[0].job_name == "full_pipeline"
+        # No champion yet: the sweep's default configuration is retrained.
+        assert first.run_requests[0].partition_key == SWEEP.default
 
         unchanged, cursor = _evaluate_sensor(defs, instance, cursor)
         assert unchanged.run_requests == []
@@ -60,6 +66,17 @@ def test_sensor_requests_a_run_on_added_file_and_skips_otherwise(
         assert len(reverted.run_requests) == 1
         keys = {first.run_requests[0].run_key, changed.run_requests[0].run_key}
         assert reverted.run_requests[0].run_key not in keys
+
+
+def test_a_retrain_uses_the_champions_configuration(tmp_path: Path) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path), artifacts_dir=str(tmp_path / "art"))
+    assert retrain_configuration(storage) == SWEEP.default
+    history = PromotionHistory(tmp_path / "art" / "model_registry")
+    history.append(PromotionRecord(None, "compact_96@20261130T1_ab", "promoted", "", "manual"))
+    assert retrain_configuration(storage) == "compact_96"
+    # A champion whose configuration left the sweep file: back to the default.
+    history.append(PromotionRecord(None, "gone@20261130T2_cd", "promoted", "", "manual"))
+    assert retrain_configuration(storage) == SWEEP.default
 
 
 def test_sensor_and_schedule_are_off_by_default(data_copy: Path, tmp_path: Path) -> None:

@@ -45,7 +45,10 @@ def run_check(instance, check, artifacts: dict[str, Path]) -> dg.AssetCheckEvalu
         asset_checks=[check],
         jobs=[dg.define_asset_job("check", selection=dg.AssetSelection.checks(check))],
     )
-    result = defs.resolve_job_def("check").execute_in_process(instance=instance)
+    # A failed blocking check fails its run; the evaluation is what the tests look at.
+    result = defs.resolve_job_def("check").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
     (evaluation,) = result.get_asset_check_evaluations()
     return evaluation
 
@@ -138,6 +141,8 @@ def test_min_images_per_class(instance, tmp_path: Path, healthy: int, passed: bo
         {"balanced_index": write(tmp_path, "i.parquet", index)},
     )
     assert evaluation.passed is passed
+    # Blocking: no model trained on such an index can become the champion.
+    assert evaluation.blocking is True
 
 
 def test_no_split_leakage_fails_on_a_shared_group_and_on_a_near_copy(

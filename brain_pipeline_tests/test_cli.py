@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.cli import _preprocessing_for, main, with_long_schedule
+from brain_pipeline.cli import _preprocessing_for, main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
 from brain_pipeline_tests.conftest import MaterializedRun
@@ -35,9 +35,11 @@ def test_materialize_reports_every_asset(materialized: MaterializedRun) -> None:
     assert (materialized.home / "history").exists()
     printed = materialized.printed
     assert "succeeded in" in printed
-    for key in ("image_manifest", "trained_model", "model_evaluation", "emissions_record"):
+    assert "training configuration: stacked_96" in printed  # the sweep's default
+    for key in ("image_manifest", "trained_model", "model_evaluation", "champion_model"):
         assert f"  {key}" in printed, key
     assert "'accuracy':" in printed and "'n_files': 96" in printed
+    assert "'decision': 'promoted'" in printed  # the first model becomes the champion
     assert {p.name for p in materialized.artifacts.iterdir()} >= {
         "balanced_index",
         "dataset_splits",
@@ -46,10 +48,14 @@ def test_materialize_reports_every_asset(materialized: MaterializedRun) -> None:
         "image_manifest",
         "model_evaluation",
         "trained_model",
+        "leaderboard",
+        "champion_model",
+        "model_card",
+        "model_registry",
     }
 
 
-def test_predict_uses_the_latest_model_and_reports_bad_files(
+def test_predict_uses_the_champion_and_reports_bad_files(
     materialized: MaterializedRun, tiny_data_dir: Path, tmp_path: Path, capsys
 ) -> None:
     good = sorted((tiny_data_dir / "synth_navoneel" / "yes").iterdir())[0]
@@ -65,6 +71,9 @@ def test_predict_uses_the_latest_model_and_reports_bad_files(
     assert "cannot read as an image" in lines[1]["error"]
     assert lines[2]["error"] == "file not found"
     assert "broken.jpg" in captured.err
+    champion = materialized.metadata["champion_model"]["champion_version"].value
+    assert champion == materialized.metadata["trained_model"]["model_version"].value
+    assert f"brain-pipeline predict: model {champion} (champion)" in captured.err
 
 
 def test_explain_writes_an_overlay(
@@ -102,16 +111,17 @@ def test_a_bare_model_file_is_preprocessed_as_the_project_trains_with_a_warning(
 
 
 def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(tmp_path / "empty_artifacts"))
     assert main(["predict", "x.jpg"]) == 2
-    assert "run `brain-pipeline materialize` first" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no champion model in" in error and "run `brain-pipeline materialize`" in error
 
 
 def test_lineage_traces_a_gallery_png_back_to_raw_images(
     materialized: MaterializedRun, capsys
 ) -> None:
     # A gallery that shows images (one class/outcome may be empty after a 1-epoch model).
-    galleries = sorted((materialized.artifacts / "gradcam_gallery").glob("*/*.png"))
+    galleries = sorted(materialized.path("gradcam_gallery").parent.glob("*.png"))
     explained = pd.read_parquet(galleries[0].parent / "explained_images.parquet")
     shown = explained.iloc[0]
     outcome = "correct" if shown["predicted_class"] == shown["target_class"] else "misclassified"
@@ -148,23 +158,17 @@ def test_lineage_traces_a_gallery_png_back_to_raw_images(
     assert "<- trained_model" in text and "(data version " in text
 
 
+def test_an_unknown_configuration_is_refused_before_any_run(capsys) -> None:
+    assert main(["materialize", "--configuration", "huge_net"]) == 2
+    error = capsys.readouterr().err
+    assert "no configuration 'huge_net'" in error and "stacked_96" in error
+
+
 def test_lineage_of_a_foreign_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
     stray = tmp_path / "stray.png"
     stray.write_bytes(b"x")
     assert main(["lineage", str(stray)]) == 2
     assert "no provenance.json" in capsys.readouterr().err
-
-
-def test_the_long_schedule_is_one_flag_away_and_explicit_settings_win() -> None:
-    from brain_pipeline.core.model.training import LONG_SCHEDULE, TrainingConfig
-
-    given = {"ops": {"trained_model": {"config": {"seed": 1, "epochs": 40}}}, "resources": {}}
-    merged = with_long_schedule(given)
-    config = merged["ops"]["trained_model"]["config"]
-    assert config == {**LONG_SCHEDULE, "seed": 1, "epochs": 40}
-    assert merged["resources"] == {} and given["ops"]["trained_model"]["config"]["epochs"] == 40
-    long = TrainingConfig(**with_long_schedule({})["ops"]["trained_model"]["config"])
-    assert (long.image_size, long.epochs, long.lr_schedule) == (128, 60, "constant")
 
 
 def test_a_failing_step_prints_the_error_and_exits_1(tmp_path: Path) -> None:

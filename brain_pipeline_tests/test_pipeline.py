@@ -25,6 +25,10 @@ from brain_pipeline_tests.conftest import (
     MaterializedRun,
 )
 
+# Every asset that reuses its artifact when its inputs are unchanged; the champion decision
+# and the model card are recomputed on each run.
+MEMOISED = [key for key in ASSETS if key not in ("champion_model", "model_card")]
+
 
 def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_path: Path) -> None:
     defs = build_definitions(data_dir=tiny_data_dir, artifacts_dir=tmp_path)
@@ -32,13 +36,30 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
     assert {"raw/synth_navoneel", "raw/synth_preetviradiya", "raw/synth_alzheimer"} <= keys
     assert set(ASSETS) <= keys
     dg.Definitions.validate_loadable(defs)
+    # One partition per sweep configuration, on the assets that exist once per model.
+    graph = defs.resolve_asset_graph()
+    partitioned = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_partitioned
+    }
+    assert partitioned == {
+        "trained_model",
+        "model_evaluation",
+        "gradcam_gallery",
+        "emissions_record",
+    }
+    spec = graph.get(dg.AssetKey("trained_model")).partitions_def
+    assert spec.get_partition_keys() == training.SWEEP.names
 
 
 def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
     from brain_pipeline.core.model.training import TrainingConfig
 
-    assert training.TrainingParams().to_core() == TrainingConfig()
-    assert training.TrainingParams(augment=False).to_core().augmentation.enabled is False
+    default = training.SWEEP.default
+    assert training.TrainingParams().to_core(default) == TrainingConfig()
+    assert training.TrainingParams(augment=False).to_core(default).augmentation.enabled is False
+    # A configuration's own settings, and settings given at launch on top of them.
+    long = training.TrainingParams(seed=3).to_core("stacked_128_long")
+    assert (long.image_size, long.epochs, long.lr_schedule, long.seed) == (128, 60, "constant", 3)
     assert ingestion.IndexConfig().to_core() == IndexSettings()
     assert ingestion.SplitConfig().to_core() == SplitSettings()
     assert ingestion.SplitConfig(test_images_per_class=50).to_core().test_images_per_class == 50
@@ -165,16 +186,18 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
     with dg.DagsterInstance.get() as instance:
 
         def run(config):
-            job.execute_in_process(run_config=config, instance=instance)
+            job.execute_in_process(
+                run_config=config, instance=instance, partition_key=training.SWEEP.default
+            )
             events = {
                 key: instance.get_latest_materialization_event(
                     dg.AssetKey(key)
                 ).asset_materialization
-                for key in ASSETS
+                for key in MEMOISED
             }
             return {key: event.metadata["cache_hit"].value for key, event in events.items()}, events
 
-        assert not any(cold_events[key]["cache_hit"].value for key in ASSETS)
+        assert not any(cold_events[key]["cache_hit"].value for key in MEMOISED)
         warm, warm_events = run(FAST_RUN)
         assert all(warm.values()), warm
         assert warm_events["trained_model"].metadata["path"] == cold_events["trained_model"]["path"]

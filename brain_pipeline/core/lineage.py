@@ -52,6 +52,32 @@ def trace(path: Path) -> LineageNode:
     return _node(provenance_path, Path(path).resolve())
 
 
+def provenance_chain(path: Path) -> list[dict[str, Any]]:
+    """Every step behind an artifact, once each, from its provenance records alone (no image
+    tables read): asset key, run id, code version, partition, artifact folder and the raw
+    data versions a manifest step recorded."""
+    steps: dict[tuple[str, str], dict[str, Any]] = {}
+    pending = [Path(path)]
+    while pending:
+        provenance_path = find_provenance(pending.pop())
+        if provenance_path is None:
+            continue
+        record = read_json(provenance_path)
+        identity = (record["asset_key"], str(provenance_path.parent))
+        if identity in steps:
+            continue
+        steps[identity] = {
+            "asset_key": record["asset_key"],
+            "run_id": record["run_id"],
+            "code_version": record.get("code_version"),
+            "partition": record.get("partition"),
+            "folder": str(provenance_path.parent),
+            "raw_data_versions": record.get("raw_data_versions", {}),
+        }
+        pending.extend(Path(upstream["path"]) for upstream in record.get("upstream", []))
+    return list(steps.values())
+
+
 def _node(provenance_path: Path, artifact: Path) -> LineageNode:
     record = read_json(provenance_path)
     node = LineageNode(

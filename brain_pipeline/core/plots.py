@@ -136,6 +136,35 @@ def efficiency_plot(table: pd.DataFrame) -> Figure:
     return figure
 
 
+def pareto_plot(board: pd.DataFrame) -> Figure:
+    """Test macro-F1 against g CO2eq, one point per model version, the Pareto front joined."""
+    figure = Figure(figsize=(7, 4.2))
+    axes = figure.add_subplot(1, 1, 1)
+    measured = board.dropna(subset=["co2_g"])
+    if measured.empty:
+        axes.text(0.5, 0.5, "no model version with measured energy", ha="center", va="center")
+        return figure
+    for configuration, rows in measured.groupby("configuration"):
+        axes.scatter(rows["co2_g"], rows["f1_macro"], label=configuration, s=36)
+    front = measured[measured["on_pareto_front"]].sort_values("co2_g")
+    axes.step(front["co2_g"], front["f1_macro"], where="post", color="black", lw=1, alpha=0.6)
+    axes.scatter(
+        front["co2_g"],
+        front["f1_macro"],
+        facecolors="none",
+        edgecolors="black",
+        s=110,
+        label="Pareto front",
+    )
+    axes.set_xscale("log" if measured["co2_g"].max() > 20 * measured["co2_g"].min() else "linear")
+    axes.set_xlabel("g CO2eq (training + evaluation)")
+    axes.set_ylabel("test macro-F1")
+    axes.set_title("Quality against carbon, per model version")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def image_sizes_plot(manifest: pd.DataFrame) -> Figure:
     """Width x height of every readable file, one colour per dataset, and modes per dataset."""
     figure = Figure(figsize=(10, 3.8))

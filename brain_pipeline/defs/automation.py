@@ -5,7 +5,9 @@ Both compare each raw dataset's fingerprint (the same one its observable source 
 data version) with what was last seen, and request a run only when something changed. The
 run observes and re-scans only the changed datasets (`raw/<name>`, `manifest/<name>`) and
 materializes everything downstream of `image_manifest`; memoised assets whose inputs did not
-change reuse their artifacts.
+change reuse their artifacts. It retrains the serving champion's configuration (the sweep's
+default before there is a champion), and champion_model then decides whether the retrained
+model replaces the champion.
 """
 
 import hashlib
@@ -15,7 +17,9 @@ import os
 import dagster as dg
 
 from brain_pipeline.core.data.sources import dataset_fingerprints
+from brain_pipeline.defs.models import promotion_history
 from brain_pipeline.defs.resources import PipelineStorage
+from brain_pipeline.defs.training import SWEEP
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"
@@ -54,8 +58,20 @@ def changed_selection(asset_graph, changed: list[str]) -> list[dg.AssetKey]:
     return [*parts, *sorted(downstream)]
 
 
+def retrain_configuration(storage: PipelineStorage) -> str:
+    """The champion's configuration (partition), else the sweep's default."""
+    champion = promotion_history(storage).champion()
+    configuration = (champion or {}).get("serving_version", "").partition("@")[0]
+    return configuration if configuration in SWEEP.configurations else SWEEP.default
+
+
 def _run_request(
-    context, job_name: str, changed: list[str], previous: dict[str, str], current: dict[str, str]
+    context,
+    job_name: str,
+    changed: list[str],
+    previous: dict[str, str],
+    current: dict[str, str],
+    configuration: str,
 ) -> dg.RunRequest:
     # Keyed by the transition, not the state: going back to an earlier state (a file added,
     # then deleted) is a new change and must not be dropped as a duplicate run key.
@@ -64,6 +80,7 @@ def _run_request(
         run_key=hashlib.sha256(transition).hexdigest()[:24],
         job_name=job_name,
         asset_selection=changed_selection(context.repository_def.asset_graph, changed),
+        partition_key=configuration,
         tags={"brain_pipeline/changed_datasets": ",".join(changed)},
     )
 
@@ -71,7 +88,8 @@ def _run_request(
 full_pipeline = dg.define_asset_job(
     "full_pipeline",
     selection=dg.AssetSelection.all(include_sources=True),
-    description="Observe every raw dataset, then materialize the whole chain.",
+    description="Observe every raw dataset, then materialize the whole chain for one training "
+    "configuration (the partition), and decide whether its model becomes the champion.",
 )
 
 
@@ -92,7 +110,8 @@ def raw_data_changed(context: dg.SensorEvaluationContext, storage: PipelineStora
     if not changed:
         return dg.SkipReason(f"no raw dataset changed ({len(current)} checked)")
     context.log.info(f"changed datasets: {', '.join(changed)}")
-    return _run_request(context, full_pipeline.name, changed, previous, current)
+    configuration = retrain_configuration(storage)
+    return _run_request(context, full_pipeline.name, changed, previous, current, configuration)
 
 
 @dg.schedule(
@@ -107,4 +126,5 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext, storage: PipelineStora
     changed = changed_datasets(previous, current)
     if not changed:
         return dg.SkipReason("the raw data is unchanged since the current manifests")
-    return _run_request(context, full_pipeline.name, changed, previous, current)
+    configuration = retrain_configuration(storage)
+    return _run_request(context, full_pipeline.name, changed, previous, current, configuration)

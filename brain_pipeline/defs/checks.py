@@ -59,7 +59,11 @@ def unmapped_folders(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckRes
 
 
 @dg.asset_check(
-    asset="balanced_index", description=f"Each class keeps >= {MIN_IMAGES_PER_CLASS} images"
+    asset="balanced_index",
+    description=f"Each class keeps >= {MIN_IMAGES_PER_CLASS} images",
+    # Blocking: a class too small to learn stops the run, and no model trained on such an
+    # index can become the champion (defs/models.py).
+    blocking=True,
 )
 def min_images_per_class(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     index = pd.read_parquet(_artifact(context, "balanced_index"), columns=["target_class"])

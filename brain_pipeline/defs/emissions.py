@@ -16,7 +16,7 @@ from brain_pipeline.defs.evaluation import model_evaluation
 from brain_pipeline.defs.explanation import gradcam_gallery
 from brain_pipeline.defs.resources import PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, finite_or_text, markdown_table
-from brain_pipeline.defs.training import trained_model
+from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
 
 TRACKED_STEPS = ("trained_model", "model_evaluation", "gradcam_gallery")
 EFFICIENCY_COLUMNS = [
@@ -42,7 +42,8 @@ def _manifest_part_records(manifest_folder: Path) -> list[dict]:
 @dg.asset(
     deps=["image_manifest", trained_model, model_evaluation, gradcam_gallery],
     group_name="model",
-    code_version="1",
+    code_version="2",
+    partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"parquet"},
 )
 def emissions_record(

@@ -10,18 +10,20 @@ from brain_pipeline.core.data.manifest import readable_thumbnails
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.model import evaluation
+from brain_pipeline.core.model.leaderboard import model_version_of
 from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, markdown_table, progress_log
-from brain_pipeline.defs.training import trained_model
+from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
 
 
 @dg.asset(
     deps=[trained_model, dataset_splits, "image_manifest"],
     group_name="model",
-    code_version="2",
+    code_version="3",
+    partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"scikitlearn"},
 )
 def model_evaluation(
@@ -45,7 +47,7 @@ def model_evaluation(
     def tensors_of(rows: pd.DataFrame):
         return tensors_for_rows(rows, roots, preprocessing, cache, progress_log(context))[0]
 
-    with step.tracked(model_version=model_file.folder.name):
+    with step.tracked(model_version=model_version_of(model_file.folder)):
         tensors, labels = tensors_for_rows(test, roots, preprocessing, cache, progress_log(context))
         probabilities = predict_probabilities(model, tensors)
         metrics = evaluation.held_out_metrics(test, labels, probabilities, TARGET_CLASSES)
@@ -57,7 +59,7 @@ def model_evaluation(
         metrics["shortcut_audit"] = shortcuts.audit_splits(
             table.merge(thumbnails, on="sha256"), tensors_of, metrics["accuracy"]
         )
-    metrics["model_version"] = model_file.folder.name
+    metrics["model_version"] = model_version_of(model_file.folder)
     path = write_json(step.folder / "metrics.json", metrics)
     write_parquet(
         step.folder / "predictions.parquet",

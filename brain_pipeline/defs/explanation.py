@@ -8,11 +8,12 @@ from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.explain.gallery import explain_test_set, gallery_figures
+from brain_pipeline.core.model.leaderboard import model_version_of
 from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
-from brain_pipeline.defs.training import trained_model
+from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
 
 
 class GalleryConfig(dg.Config):
@@ -23,7 +24,11 @@ class GalleryConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[trained_model, dataset_splits], group_name="model", code_version="7", kinds={"keras"}
+    deps=[trained_model, dataset_splits],
+    group_name="model",
+    code_version="8",
+    kinds={"keras"},
+    partitions_def=TRAINING_CONFIGURATIONS,
 )
 def gradcam_gallery(
     context: dg.AssetExecutionContext,
@@ -47,7 +52,7 @@ def gradcam_gallery(
     )
     test = split_rows(table, "test")
     raw, cache = storage.raw_data(), storage.shared_dir("tensor_cache")
-    with step.tracked(model_version=model_file.folder.name):
+    with step.tracked(model_version=model_version_of(model_file.folder)):
         # The cached test tensors (shared with model_evaluation): no decoding again.
         tensors, labels = tensors_for_rows(
             test, raw.roots, preprocessing, cache, progress_log(context)
@@ -77,7 +82,7 @@ def gradcam_gallery(
     shown = test.iloc[chosen][["sha256", "dataset", "path", "target_class"]].copy()
     shown["predicted_class"] = [TARGET_CLASSES[predicted[i]] for i in chosen]
     write_parquet(step.folder / "explained_images.parquet", shown)
-    model_version = model_file.folder.name
+    model_version = model_version_of(model_file.folder)
     path = write_json(
         step.folder / "scores.json",
         {

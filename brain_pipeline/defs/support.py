@@ -49,9 +49,10 @@ class UpstreamArtifact:
 
 
 def materialization_for_run(
-    instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str
+    instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str, partition: str | None = None
 ) -> dg.EventLogEntry | None:
-    """The materialization of `key` made by this run if there is one, else the latest one.
+    """The materialization of `key` (of `partition`, for a partitioned asset) made by this run
+    if there is one, else the latest one.
 
     Preferring this run's own keeps two overlapping runs (say two configs, or a sensor run
     and a manual one) from evaluating or explaining each other's models.
@@ -59,9 +60,40 @@ def materialization_for_run(
     in_run = [
         entry
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-        if entry.asset_materialization and entry.asset_materialization.asset_key == key
+        if entry.asset_materialization
+        and entry.asset_materialization.asset_key == key
+        and entry.asset_materialization.partition == partition
     ]
-    return in_run[-1] if in_run else instance.get_latest_materialization_event(key)
+    if in_run:
+        return in_run[-1]
+    if partition is None:
+        return instance.get_latest_materialization_event(key)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].event_log_entry if records else None
+
+
+def own_partition(context: dg.AssetExecutionContext) -> str | None:
+    """This asset's partition (its training configuration), or None for an unpartitioned
+    asset, even inside a partitioned run (where Dagster still reports the run's key)."""
+    if context.assets_def.partitions_def is None or not context.has_partition_key:
+        return None
+    return context.partition_key
+
+
+def partition_of(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: dg.AssetKey
+) -> str | None:
+    """The partition of `key` this step reads or writes: the run's partition (a training
+    configuration) where `key` is partitioned, else None."""
+    op_context = context.op_execution_context
+    if not op_context.has_partition_key:
+        return None
+    graph = op_context.job_def.asset_layer.asset_graph
+    if not graph.has(key) or not graph.get(key).is_partitioned:
+        return None
+    return op_context.partition_key
 
 
 def upstream_artifact(
@@ -73,9 +105,12 @@ def upstream_artifact(
     file in a folder". Assets and asset checks both use it.
     """
     run_id = context.op_execution_context.run_id
-    event = materialization_for_run(context.instance, dg.AssetKey.from_user_string(key), run_id)
+    asset_key = dg.AssetKey.from_user_string(key)
+    partition = partition_of(context, asset_key)
+    event = materialization_for_run(context.instance, asset_key, run_id, partition)
     if event is None or event.asset_materialization is None:
-        raise dg.Failure(f"asset {key!r} has never been materialized; materialize it first")
+        which = f"{key!r} (partition {partition!r})" if partition else repr(key)
+        raise dg.Failure(f"asset {which} has never been materialized; materialize it first")
     materialization = event.asset_materialization
     path_value = materialization.metadata.get("path")
     if path_value is None:
@@ -108,6 +143,7 @@ def record_provenance(
             "asset_key": context.asset_key.to_user_string(),
             "run_id": context.run_id,
             "job_name": context.job_name,
+            "partition": own_partition(context),
             "code_version": context.assets_def.code_versions_by_key.get(context.asset_key),
             "config": config,
             "upstream": [u.as_record() for u in upstream],
@@ -141,6 +177,7 @@ def input_signature(
     """
     payload = {
         "asset": context.asset_key.to_user_string(),
+        "partition": own_partition(context),
         "code_version": context.assets_def.code_versions_by_key.get(context.asset_key),
         "config": config,
         "upstream": {u.asset_key: u.data_version for u in upstream} | (upstream_versions or {}),
@@ -160,7 +197,15 @@ class PreviousResult:
 
 
 def previous_result(context: dg.AssetExecutionContext) -> PreviousResult | None:
-    event = context.instance.get_latest_materialization_event(context.asset_key)
+    """The latest materialization of this asset (of this partition, if it is partitioned)."""
+    if partition := own_partition(context):
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition]),
+            limit=1,
+        ).records
+        event = records[0].event_log_entry if records else None
+    else:
+        event = context.instance.get_latest_materialization_event(context.asset_key)
     if event is None or event.asset_materialization is None:
         return None
     metadata = dict(event.asset_materialization.metadata)
@@ -280,8 +325,11 @@ class ArtifactStep:
 
     @property
     def folder(self) -> Path:
+        """This run's folder: <asset>/[<partition>/]<time>_<run>."""
         if self._folder is None:
-            self._folder = self.storage.run_dir(self.name, self.context.run_id)
+            partition = own_partition(self.context)
+            name = f"{self.name}/{partition}" if partition else self.name
+            self._folder = self.storage.run_dir(name, self.context.run_id)
         return self._folder
 
     @contextmanager

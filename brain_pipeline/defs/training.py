@@ -7,7 +7,8 @@ from brain_pipeline.core import plots
 from brain_pipeline.core.artifacts import atomic_path, write_json
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.imaging.preprocessing import PREPROCESSING_VERSION
-from brain_pipeline.core.model.architectures import AugmentationConfig
+from brain_pipeline.core.model.leaderboard import model_version_of
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.core.model.tensors import tensors_for_rows
 from brain_pipeline.core.model.training import TrainingConfig, train_classifier
 from brain_pipeline.defs import executors
@@ -15,47 +16,48 @@ from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
 
-_DEFAULTS = TrainingConfig()
+SWEEP = load_sweep()
+# One partition per named configuration of the sweep file; the partitioned assets are the
+# ones that exist once per model (trained_model and everything that reads one model).
+TRAINING_CONFIGURATIONS = dg.StaticPartitionsDefinition(SWEEP.names)
 
 
 class TrainingParams(dg.Config):
-    """The launchpad's face of core.model.training.TrainingConfig; the defaults (and the
-    comments on them) live there."""
+    """Settings given at launch, on top of the partition's configuration in the sweep file.
 
-    architecture: str = _DEFAULTS.architecture
-    image_size: int = _DEFAULTS.image_size
-    skull_strip: bool = _DEFAULTS.skull_strip
-    intensity: str = _DEFAULTS.intensity
-    epochs: int = _DEFAULTS.epochs
-    batch_size: int = _DEFAULTS.batch_size
-    learning_rate: float = _DEFAULTS.learning_rate
-    lr_schedule: str = _DEFAULTS.lr_schedule
-    lr_warmup_epochs: int = _DEFAULTS.lr_warmup_epochs
-    early_stopping_patience: int = _DEFAULTS.early_stopping_patience
-    restore_best_weights: bool = _DEFAULTS.restore_best_weights
-    reduce_lr_patience: int = _DEFAULTS.reduce_lr_patience
-    warmup_epochs: int = _DEFAULTS.warmup_epochs
-    class_weights: bool = _DEFAULTS.class_weights
-    precise_bn_batches: int = _DEFAULTS.precise_bn_batches
-    jit_compile: bool = _DEFAULTS.jit_compile
-    augment: bool = True
-    seed: int = _DEFAULTS.seed
+    Each left unset (null) takes the configuration's value, else TrainingConfig's default
+    (core/model/training.py, where each is explained).
+    """
 
-    def to_core(self) -> TrainingConfig:
-        fields = self.model_dump()
-        augment = fields.pop("augment")
-        augmentation = (
-            AugmentationConfig()
-            if augment
-            else AugmentationConfig(flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
-        )
-        return TrainingConfig(**fields, augmentation=augmentation)
+    architecture: str | None = None
+    image_size: int | None = None
+    skull_strip: bool | None = None
+    intensity: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    lr_schedule: str | None = None
+    lr_warmup_epochs: int | None = None
+    early_stopping_patience: int | None = None
+    restore_best_weights: bool | None = None
+    reduce_lr_patience: int | None = None
+    warmup_epochs: int | None = None
+    class_weights: bool | None = None
+    precise_bn_batches: int | None = None
+    jit_compile: bool | None = None
+    augment: bool | None = None
+    seed: int | None = None
+
+    def to_core(self, configuration: str) -> TrainingConfig:
+        given = {key: value for key, value in self.model_dump().items() if value is not None}
+        return SWEEP.resolve(configuration, given)
 
 
 @dg.asset(
     deps=[dataset_splits],
     group_name="model",
-    code_version="6",
+    code_version="7",
+    partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"keras", "tensorflow"},
     # One training at a time across runs (the pool's limit is the instance's), and its own
     # Celery queue so that a GPU worker can take only training steps.
@@ -68,20 +70,26 @@ def trained_model(
     storage: PipelineStorage,
     carbon: CarbonTracker,
 ) -> dg.MaterializeResult:
-    """A Keras CNN trained on the train split, early-stopped on the val split."""
+    """A Keras CNN of one sweep configuration, trained on the train split."""
+    if not context.has_partition_key:
+        raise dg.Failure(
+            "trained_model is partitioned by training configuration: launch it for one of "
+            f"{', '.join(SWEEP.names)} (sweep file {SWEEP.path})"
+        )
+    core_config = config.to_core(context.partition_key)
     step = ArtifactStep(
         context,
         storage,
-        # The preprocessing code's version too: a change there changes every input tensor.
-        config={**config.model_dump(), "preprocessing_version": PREPROCESSING_VERSION},
+        # The resolved configuration (a sweep file edit is a new input), and the
+        # preprocessing code's version: a change there changes every input tensor.
+        config={**core_config.as_dict(), "preprocessing_version": PREPROCESSING_VERSION},
         upstream=["dataset_splits"],
         carbon=carbon,
     )
     if reused := step.reused():
         return reused
     table = pd.read_parquet(step.upstream["dataset_splits"].path)
-    core_config = config.to_core()
-    model_version = step.folder.name
+    model_version = model_version_of(step.folder)
     roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
 
     def tensors(split: str):
@@ -103,33 +111,17 @@ def trained_model(
             resume_dir=storage.shared_dir("training_checkpoints") / step.signature,
             log=context.log.info,
         )
-    path = step.folder / "model.keras"
-    with atomic_path(path, suffix=".keras") as tmp:
-        result.model.save(tmp)
-    core_config.preprocessing.save(step.folder)
-    write_json(step.folder / "history.json", result.history)
-    write_json(
-        step.folder / "training.json",
-        {
-            "config": core_config.as_dict(),
-            "class_names": list(TARGET_CLASSES),
-            "model_version": model_version,
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "train_seconds": result.train_seconds,
-            "n_train": int(len(train_y)),
-            "n_val": int(len(val_y)),
-        },
-    )
+    path = _save(step, result, core_config, n_train=len(train_y), n_val=len(val_y))
     best = result.best_epoch - 1  # the history covers every epoch, resumed ones too
     return step.result(
         {
             "path": dg.MetadataValue.path(str(path)),
             "model_version": model_version,
-            "architecture": config.architecture,
+            "configuration": context.partition_key,
+            "architecture": core_config.architecture,
             "parameters": int(result.model.count_params()),
-            "image_size": config.image_size,
+            "image_size": core_config.image_size,
+            "epochs": core_config.epochs,
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "resumed_from_epoch": result.resumed_from_epoch,
@@ -141,3 +133,28 @@ def trained_model(
             ),
         }
     )
+
+
+def _save(step: ArtifactStep, result, core_config: TrainingConfig, *, n_train: int, n_val: int):
+    """model.keras, and beside it what prediction and the leaderboard need to know of it."""
+    path = step.folder / "model.keras"
+    with atomic_path(path, suffix=".keras") as tmp:
+        result.model.save(tmp)
+    core_config.preprocessing.save(step.folder)
+    write_json(step.folder / "history.json", result.history)
+    write_json(
+        step.folder / "training.json",
+        {
+            "configuration": step.context.partition_key,
+            "config": core_config.as_dict(),
+            "class_names": list(TARGET_CLASSES),
+            "model_version": model_version_of(step.folder),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "train_seconds": result.train_seconds,
+            "n_train": int(n_train),
+            "n_val": int(n_val),
+        },
+    )
+    return path

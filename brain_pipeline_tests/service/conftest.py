@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from brain_pipeline.defs.training import SWEEP
 from brain_pipeline.service import (
     PostgresSettings,
     ensure_database,
@@ -28,7 +29,9 @@ from brain_pipeline_tests.conftest import FAST_RUN
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-JOB = ["-m", "brain_pipeline.definitions", "-a", "defs", "-j", "full_pipeline"]
+# The job runs one training configuration: the sweep's default partition.
+PARTITION = ["--tags", json.dumps({"dagster/partition": SWEEP.default})]
+JOB = ["-m", "brain_pipeline.definitions", "-a", "defs", "-j", "full_pipeline", *PARTITION]
 
 
 @dataclass

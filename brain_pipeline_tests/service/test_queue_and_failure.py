@@ -10,10 +10,19 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from brain_pipeline.core.model.leaderboard import model_version_of
+from brain_pipeline.core.model.promotion import PromotionHistory
 from brain_pipeline_tests.conftest import FAST_RUN
-from brain_pipeline_tests.service.conftest import BIN, REPO, celery_workers, dagster_daemon
+from brain_pipeline_tests.service.conftest import (
+    BIN,
+    PARTITION,
+    REPO,
+    celery_workers,
+    dagster_daemon,
+)
 from brain_pipeline_tests.service.test_postgres_and_celery import (
     IN_PROCESS,
     _events,
@@ -72,6 +81,7 @@ def test_four_runs_submitted_at_once_all_complete_one_training_at_a_time(deploym
                         str(REPO / "workspace.yaml"),
                         "-j",
                         "full_pipeline",
+                        *PARTITION,
                         "-c",
                         str(config),
                     ],
@@ -95,10 +105,49 @@ def test_four_runs_submitted_at_once_all_complete_one_training_at_a_time(deploym
     for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
         assert start >= end - 1.0, windows  # the training pool: one training at a time
     assert instance.event_log_storage.get_concurrency_info("training").slot_count == 1
+    # Four champion decisions made by concurrent runs: one whole line each in the history.
+    decisions = PromotionHistory(deployment.artifacts / "model_registry").records()
+    assert len(decisions) == 4
+    versions = {Path(model).parent.name for model in models}
+    assert {d["challenger_version"].split("@")[1] for d in decisions} == versions
+    assert decisions[0]["reason"] == "no champion yet"
     print(
         f"four queued runs: {wall:.1f} s wall, runs "
         + ", ".join(f"{_seconds(instance, run.run_id):.1f} s" for run in runs)
     )
+
+
+def test_a_backfill_of_two_configurations_trains_both_and_ranks_them(deployments, tmp_path):
+    """`dagster job backfill` over two partitions, executed by the daemon as the UI's
+    backfill is: one run per configuration, two leaderboard rows with measured energy."""
+    deployment = deployments()
+    with dagster_daemon(deployment, tmp_path):
+        launched = deployment.run(
+            str(BIN / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-j",
+            "full_pipeline",
+            "--partitions",
+            "compact_64_short,compact_96",
+            "--noprompt",
+        )
+        assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
+        instance = deployment.instance()
+        runs = _wait_for_runs(instance, 2, timeout=900)
+    assert all(run.is_success for run in runs), [run.status for run in runs]
+    assert sorted(run.tags["dagster/partition"] for run in runs) == [
+        "compact_64_short",
+        "compact_96",
+    ]
+    last = max(runs, key=lambda run: instance.get_run_record_by_id(run.run_id).end_time)
+    board = pd.read_parquet(_artifact(instance, last.run_id, "leaderboard"))
+    assert sorted(board["configuration"]) == ["compact_64_short", "compact_96"]
+    assert (board["energy_kwh"] > 0).all() and (board["co2_g"] > 0).all()
+    for configuration in board["configuration"]:
+        assert (deployment.artifacts / "trained_model" / configuration).is_dir()
 
 
 REEXECUTE = textwrap.dedent(
@@ -110,7 +159,11 @@ REEXECUTE = textwrap.dedent(
     job = repository.get_reconstructable_job("full_pipeline")
     with dg.DagsterInstance.get() as instance:
         options = dg.ReexecutionOptions.from_failure(sys.argv[1], instance)
-        result = dg.execute_job(job, instance, reexecution_options=options)
+        # The same training configuration (partition) as the failed run.
+        partition = instance.get_run_by_id(sys.argv[1]).tags["dagster/partition"]
+        result = dg.execute_job(
+            job, instance, reexecution_options=options, tags={"dagster/partition": partition}
+        )
         print(result.run_id, result.success)
     """
 )
@@ -142,7 +195,7 @@ def test_a_worker_killed_mid_step_fails_the_run_and_reexecution_completes(deploy
     model = _artifact(instance, rerun_id, "trained_model")
     evaluated = json.loads(Path(_artifact(instance, rerun_id, "model_evaluation")).read_text())
     # Downstream read the re-executed model, not whatever the killed step left behind.
-    assert evaluated["model_version"] == os.path.basename(os.path.dirname(model))
+    assert evaluated["model_version"] == model_version_of(Path(model).parent)
 
 
 def _wait_for_step_start(instance, step: str, timeout: float) -> int:

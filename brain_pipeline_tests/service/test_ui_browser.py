@@ -5,6 +5,7 @@ folder the test prints."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from brain_pipeline.defs.training import SWEEP
 from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
 from brain_pipeline_tests.service.conftest import BIN, REPO, stop
 
@@ -91,6 +93,20 @@ class Screens:
             self.community.get_by_role("button", name="Skip").click()
         return False
 
+    def click(self, locator, attempts: int = 6) -> None:
+        """Click, dismissing the community dialog first: it can open at any moment, over
+        whatever the test is about to click."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for attempt in range(attempts):
+            self._dismiss()
+            try:
+                locator.click(timeout=5_000)
+                return
+            except PlaywrightTimeout:
+                if attempt == attempts - 1:
+                    raise
+
     def shot(self, name: str) -> None:
         self._dismiss()
         self.count += 1
@@ -114,7 +130,19 @@ def test_the_ui_in_a_browser(dagster_dev, tmp_path: Path) -> None:
         try:
             _graph_shows_every_asset(screens, base)
             _materialize_all_completes(screens, base, env)
-            _evaluation_shows_its_confusion_matrix(screens, base)
+            _asset_shows_markdown(
+                screens,
+                base,
+                "model_evaluation",
+                "confusion_matrix",
+                'img[alt="confusion_matrix.png"]',
+            )
+            _asset_shows_markdown(
+                screens, base, "leaderboard", "pareto_front", 'img[alt="pareto_front.png"]'
+            )
+            _asset_shows_markdown(
+                screens, base, "model_card", "model_card", 'h2:has-text("Intended use")'
+            )
             _the_sensor_runs_the_pipeline_on_a_new_image(screens, base, env, data)
         finally:
             screens.shot("last")
@@ -133,27 +161,49 @@ def _answers(base: str) -> bool:
 
 
 def _graph_shows_every_asset(screens: Screens, base: str) -> None:
+    """Every asset appears in the graph of its group (data: sources to splits; model: the
+    model and what judges it)."""
     page = screens.page
-    screens.open(
-        f"{base}/locations/brain_pipeline/asset-groups/data",
-        lambda: page.get_by_text("dataset_splits", exact=True),
-    )
-    for name in [*ASSETS, *SOURCES]:
-        assert page.get_by_text(name, exact=True).count() >= 1, name
-    screens.shot("asset_graph")
+    seen: dict[str, int] = {}
+    for group, landmark in (("data", "dataset_splits"), ("model", "champion_model")):
+        screens.open(
+            f"{base}/locations/brain_pipeline/asset-groups/{group}",
+            lambda landmark=landmark: page.get_by_text(landmark, exact=True),
+        )
+        for name in [*ASSETS, *SOURCES]:
+            seen[name] = seen.get(name, 0) + page.get_by_text(name, exact=True).count()
+        screens.shot(f"asset_graph_{group}")
+    assert [name for name, count in seen.items() if count == 0] == []
 
 
 def _materialize_all_completes(screens: Screens, base: str, env: dict) -> None:
+    """*Materialize all* asks for the training configuration (the partition): choose the
+    sweep's default, launch one run, and wait for it."""
     page = screens.page
-    button = page.get_by_role(
-        "button", name=f"Materialize all ({len(ASSETS) + len(MANIFEST_PARTS)})"
-    )
+    count = len(ASSETS) + len(MANIFEST_PARTS)
+    button = page.get_by_role("button", name=re.compile(rf"Materialize all \({count}\)"))
     screens.open(f"{base}/locations/brain_pipeline/jobs/full_pipeline", lambda: button)
-    button.click()
+    screens.click(button)
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+    dialog.get_by_text("0 partitions", exact=True).wait_for(timeout=60_000)
+    options = page.get_by_role("menuitem")
+    for _ in range(3):  # a re-render as the partitions' status loads can close the menu
+        screens.click(dialog.get_by_text("Select a partition or create one"))
+        page.wait_for_timeout(1500)  # the menu's fade-in
+        if options.count():
+            break
+    assert {text.split("\n")[0] for text in options.all_inner_texts()} >= set(SWEEP.names)
+    screens.click(options.get_by_text(SWEEP.default, exact=True).first)
+    page.keyboard.press("Escape")  # closes the menu, not the dialog
+    options.first.wait_for(state="detached", timeout=10_000)
+    assert dialog.get_by_text("1 partition", exact=True).count() == 1
+    screens.shot("partition_chosen")
+    screens.click(dialog.get_by_role("button", name="Launch 1 run"))
     page.get_by_text("Launched run").wait_for(timeout=60_000)
     screens.shot("launched")
     instance = _instance(env)
     (run,) = _wait(lambda: instance.get_runs() or None, 60, "the launched run")
+    assert run.tags["dagster/partition"] == SWEEP.default
     finished = _wait(
         lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 1200, "the run"
     )
@@ -162,19 +212,20 @@ def _materialize_all_completes(screens: Screens, base: str, env: dict) -> None:
     assert finished.is_success, finished.status
 
 
-def _evaluation_shows_its_confusion_matrix(screens: Screens, base: str) -> None:
+def _asset_shows_markdown(screens: Screens, base: str, asset: str, key: str, shows: str) -> None:
+    """Open the asset's page, show its `key` metadata (Markdown) and wait for `shows`, a CSS
+    selector inside it; an image must have loaded."""
     page = screens.page
     keys = page.get_by_placeholder("Filter metadata keys")
-    screens.open(f"{base}/assets/model_evaluation", lambda: keys)
-    keys.fill("confusion_matrix")
-    page.get_by_role("row").filter(has_text="confusion_matrix").get_by_text(
-        "[Show Markdown]"
-    ).click()
-    image = page.locator('img[alt="confusion_matrix.png"]')
-    image.wait_for(timeout=30_000)
-    assert image.evaluate("img => img.complete && img.naturalWidth > 100")
+    screens.open(f"{base}/assets/{asset}", lambda: keys)
+    keys.fill(key)
+    page.get_by_role("row").filter(has_text=key).get_by_text("[Show Markdown]").first.click()
+    shown = page.locator(shows).first
+    shown.wait_for(timeout=30_000)
+    if shows.startswith("img"):
+        assert shown.evaluate("img => img.complete && img.naturalWidth > 100")
     page.wait_for_timeout(1000)  # the dialog's fade-in, for the screenshot
-    screens.shot("confusion_matrix")
+    screens.shot(key)
     page.keyboard.press("Escape")
 
 

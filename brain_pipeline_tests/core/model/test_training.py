@@ -10,7 +10,6 @@ import pytest
 
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
 from brain_pipeline.core.model.training import (
-    LONG_SCHEDULE,
     TrainingConfig,
     learning_rate_schedule,
     predict_probabilities,
@@ -237,8 +236,6 @@ def test_constant_schedule_and_bad_schedule_settings() -> None:
         learning_rate_schedule(TrainingConfig(lr_schedule="linear"), 7)
     with pytest.raises(ValueError, match="reduce_lr_patience"):
         learning_rate_schedule(TrainingConfig(lr_schedule="cosine", reduce_lr_patience=3), 7)
-    long = TrainingConfig(**LONG_SCHEDULE)
-    assert (long.epochs, long.image_size, long.lr_schedule) == (60, 128, "constant")
 
 
 def test_a_resumed_cosine_run_continues_the_schedule(tmp_path: Path) -> None:
