@@ -168,7 +168,7 @@ def test_no_split_leakage_fails_on_a_shared_group_and_on_a_near_copy(
     m.loc[m["sha256"] == test_sha, "thumbnail"] = (copy // 2 + 20).astype(np.uint8).tobytes()
     near = {**sound, "image_manifest": write(tmp_path, "m2.parquet", m)}
     evaluation = run_check(instance, checks.no_split_leakage, near)
-    assert evaluation.passed is False
+    assert evaluation.passed is False and evaluation.blocking is True
     assert evaluation.metadata["held_out_images_with_a_near_duplicate_in_train"].value == 1
     assert evaluation.metadata["groups_in_several_splits"].value == 0
 

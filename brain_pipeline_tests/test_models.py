@@ -183,3 +183,40 @@ def test_the_model_card_describes_the_champion(registry: Registry) -> None:
     for heading in ("## Intended use", "## Training data", "## Metrics", "## Limitations"):
         assert heading in markdown
     assert main(["lineage", metadata["path"]]) == 0
+
+
+def test_a_failed_blocking_check_in_the_lineage_is_found(tmp_path: Path) -> None:
+    """The champion gate reads each lineage step's check results in the run that recorded
+    it: a failed blocking check is named, a failed warning or a passed check is not."""
+    from brain_pipeline.core.artifacts import write_provenance
+    from brain_pipeline.defs.models import failed_blocking_checks
+
+    @dg.asset(name="dataset_splits")
+    def splits() -> None:
+        return None
+
+    def check(name: str, passed: bool, blocking: bool, severity=dg.AssetCheckSeverity.ERROR):
+        @dg.asset_check(asset=splits, name=name, blocking=blocking)
+        def _check() -> dg.AssetCheckResult:
+            return dg.AssetCheckResult(passed=passed, severity=severity)
+
+        return _check
+
+    checks = [
+        check("leaky", passed=False, blocking=True),
+        check("unbalanced", passed=False, blocking=False, severity=dg.AssetCheckSeverity.WARN),
+        check("sound", passed=True, blocking=True),
+    ]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [splits, *checks], instance=instance, raise_on_error=False, selection=[splits]
+        )
+        split_folder, model_folder = tmp_path / "splits", tmp_path / "model"
+        write_provenance(split_folder, {"asset_key": "dataset_splits", "run_id": result.run_id})
+        upstream = {"asset_key": "dataset_splits", "path": str(split_folder / "splits.parquet")}
+        write_provenance(
+            model_folder, {"asset_key": "trained_model", "run_id": "other", "upstream": [upstream]}
+        )
+        assert failed_blocking_checks(instance, model_folder / "model.keras") == [
+            "dataset_splits:leaky"
+        ]

@@ -78,6 +78,9 @@ def min_images_per_class(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 @dg.asset_check(
     asset="dataset_splits",
     description="No exact copy, near-duplicate group or near-duplicate image across splits",
+    # Blocking: test figures of leaky splits are not evidence; nothing downstream runs, and
+    # no model trained on such splits can become the champion (defs/models.py).
+    blocking=True,
 )
 def no_split_leakage(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     table = pd.read_parquet(_artifact(context, "dataset_splits"))

@@ -173,7 +173,7 @@ def image_manifest(
     )
 
 
-@dg.asset(deps=["image_manifest"], group_name="data", code_version="3", kinds={"pandas", "parquet"})
+@dg.asset(deps=["image_manifest"], group_name="data", code_version="4", kinds={"pandas", "parquet"})
 def balanced_index(
     context: dg.AssetExecutionContext, config: IndexConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:

@@ -223,6 +223,9 @@ def build_balanced_index(
         unique, near_duplicate_cosine, resaved_similarity, thumbnail_of, previous_neighbours
     )
     index = balance_classes(grouped, seed) if balance else grouped
+    if balance and resaved_similarity is not None:
+        grouped, index, kept_links = link_kept_copies(grouped, index, resaved_similarity)
+        links = pd.concat([links, kept_links], ignore_index=True)
     group_sizes = grouped["group_id"].value_counts()
     usable_files = int(grouped["n_copies"].sum() + conflicting["n_copies"].sum())
     report = IndexReport(
@@ -246,6 +249,35 @@ def build_balanced_index(
     return BalancedIndex(
         index.drop(columns=drop), conflicts, report, links, neighbour_index, update
     )
+
+
+def link_kept_copies(
+    grouped: pd.DataFrame, index: pd.DataFrame, resaved_similarity: float
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Search re-saved copies again among the rows balancing kept, and merge their groups.
+
+    The search over every unique content votes with each descriptor's few nearest
+    descriptors, and near-identical slices (most of them dropped by balancing) can take all
+    of those places, so a copy found among the kept rows (what the splits, and the split
+    check, compare) can be missed there. Returns (grouped, index, links), group ids
+    relabelled: a merged group takes the smallest id of the groups it joins, which is its
+    smallest member hash, as before.
+    """
+    labels, ids = pd.factorize(index["group_id"])
+    merged, links = resaved.link_resaved_copies(
+        features_of(index), labels, resaved.Acceptance(resaved_similarity)
+    )
+    if links.empty:
+        return grouped, index, links
+    smallest = pd.Series(ids[labels]).groupby(merged).transform("min").to_numpy()
+    renamed = dict(zip(ids[labels], smallest, strict=True))
+
+    def relabel(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(group_id=frame["group_id"].map(renamed).fillna(frame["group_id"]))
+
+    sha = index["sha256"].to_numpy()
+    links = links.assign(first=sha[links["first"]], second=sha[links["second"]])
+    return relabel(grouped), relabel(index), links
 
 
 def _class_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -48,7 +48,6 @@ MAX_HAMMING = 48  # of 256 bits: a descriptor match
 MIN_VOTES = 6  # matched descriptors for a pair of images to be a candidate
 MIN_INLIERS = 10  # keypoints the fitted transform must explain for a pair to be a copy
 NEIGHBOURS = 5  # nearest descriptors looked up per descriptor
-MAX_FAILURES = 4  # failed verifications after which an image gets no more candidates
 _FLAT_SEARCH_BELOW = 20_000  # descriptors; an exact search is cheap below this
 
 
@@ -227,13 +226,16 @@ def _verified_candidates(
     features: list[LocalFeatures], candidates: Candidates, rule: Acceptance, skip
 ) -> Iterator[tuple[int, int, int, float, bool]]:
     """Verify candidates strongest first; `skip(i, j)` drops a pair before the costly step.
-    An image stops getting candidates after MAX_FAILURES failed verifications."""
+
+    Every candidate is verified: no per-image cap on failed verifications. A cap made the
+    answer depend on which other images were searched (the index, over every unique content,
+    gave up on images the split check, over fewer pairs, still verified) and hid true copies;
+    the cost stays linear, as each descriptor votes for at most NEIGHBOURS pairs."""
     points = np.concatenate([f.points for f in features])
-    failures = np.zeros(len(features), dtype=np.int64)
     for first, second, start, votes in zip(
         candidates.first, candidates.second, candidates.starts, candidates.votes, strict=True
     ):
-        if max(failures[first], failures[second]) >= MAX_FAILURES or skip(first, second):
+        if skip(first, second):
             continue
         span = slice(start, start + votes)
         inliers, similarity = verify(
@@ -242,10 +244,7 @@ def _verified_candidates(
             points[candidates.match_first[span]],
             points[candidates.match_second[span]],
         )
-        accepted = rule.accepts(inliers, similarity)
-        if not accepted:
-            failures[[first, second]] += 1
-        yield int(first), int(second), inliers, similarity, accepted
+        yield int(first), int(second), inliers, similarity, rule.accepts(inliers, similarity)
 
 
 def link_resaved_copies(

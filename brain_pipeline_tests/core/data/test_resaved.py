@@ -11,7 +11,11 @@ from PIL import Image
 
 from brain_pipeline.core.data import resaved
 from brain_pipeline.core.data.alterations import alterations
-from brain_pipeline.core.data.dedup import build_balanced_index, cross_split_near_duplicates
+from brain_pipeline.core.data.dedup import (
+    build_balanced_index,
+    cross_split_near_duplicates,
+    link_kept_copies,
+)
 from brain_pipeline.core.data.manifest import grayscale_thumbnail, to_grayscale
 from brain_pipeline.core.phantoms import render_phantom
 
@@ -65,6 +69,33 @@ def test_linking_merges_copies_and_nothing_else(scans) -> None:
     assert len(links) == 2 and set(links["second"]) == {12, 13}
 
 
+def test_failed_candidates_do_not_hide_a_later_copy(scans) -> None:
+    # Five weak candidates of image 0 fail before its true copy's: every candidate is still
+    # verified (a per-image cap on failures made the index miss copies the split check found).
+    copy = alterations(np.random.default_rng(5))["crop_10"](scans[0])
+    features = [resaved.local_features(image) for image in [scans[0], copy, *scans[1:6]]]
+    true = resaved.candidate_pairs(features[:2])
+    assert len(true.first) == 1
+    offsets = np.cumsum([0, *(len(f.descriptors) for f in features)])
+    weak = range(2, 7)
+    votes = [resaved.MIN_VOTES] * len(weak) + [int(true.votes[0])]
+    span = slice(true.starts[0], true.starts[0] + true.votes[0])
+    candidates = resaved.Candidates(
+        first=np.zeros(len(votes), np.int64),
+        second=np.array([*weak, 1]),
+        votes=np.array(votes),
+        starts=np.concatenate([[0], np.cumsum(votes)[:-1]]),
+        match_first=np.concatenate(
+            [*(np.arange(resaved.MIN_VOTES) for _ in weak), true.match_first[span]]
+        ),
+        match_second=np.concatenate(
+            [*(offsets[j] + np.arange(resaved.MIN_VOTES) for j in weak), true.match_second[span]]
+        ),
+    )
+    merged, links = resaved.link_resaved_copies(features, np.arange(7), RULE, candidates)
+    assert merged[1] == merged[0] and len(links) == 1
+
+
 def test_leaks_flag_only_held_out_copies_of_training_images(scans) -> None:
     crop = alterations(np.random.default_rng(3))["crop_10"]
     images = [*scans[:6], crop(scans[0]), crop(scans[1])]
@@ -110,6 +141,20 @@ def test_the_index_groups_a_window_copy_and_the_check_sees_it_across_splits(scan
     table = pd.DataFrame({"sha256": manifest["sha256"], "split": ["train"] * 5 + ["test"]})
     found = cross_split_near_duplicates(table, manifest.set_index("sha256"))
     assert found == {"thumbnail_twins": 0, "resaved_copies": 1, "held_out_with_a_near_duplicate": 1}
+
+
+def test_copies_among_the_kept_rows_merge_their_groups_everywhere(scans) -> None:
+    # The kept rows are searched again: a copy the search over every content missed merges
+    # its groups in the index and in the full table (the dropped row follows its group).
+    copy = alterations(np.random.default_rng(4))["combined"](scans[2])
+    rows = _manifest_rows([*scans[:4], copy])
+    grouped = rows.assign(group_id=["g0", "g1", "g2", "g3", "g9"])
+    grouped = pd.concat([grouped, grouped.iloc[[0]].assign(sha256=_sha(9), group_id="g9")])
+    index = grouped.iloc[:5]
+    grouped, index, links = link_kept_copies(grouped, index, resaved.DEFAULT_RESAVED_SIMILARITY)
+    assert index["group_id"].tolist() == ["g0", "g1", "g2", "g3", "g2"]
+    assert grouped["group_id"].tolist() == ["g0", "g1", "g2", "g3", "g2", "g2"]
+    assert set(links[["first", "second"]].iloc[0]) == {_sha(2), _sha(4)}
 
 
 def test_an_old_manifest_without_features_is_refused_by_name() -> None:
