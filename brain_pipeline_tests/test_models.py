@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pandas as pd
@@ -189,7 +190,11 @@ def test_a_failed_blocking_check_in_the_lineage_is_found(tmp_path: Path) -> None
     """The champion gate reads each lineage step's check results in the run that recorded
     it: a failed blocking check is named, a failed warning or a passed check is not."""
     from brain_pipeline.core.artifacts import write_provenance
-    from brain_pipeline.defs.models import failed_blocking_checks
+    from brain_pipeline.defs.models import (
+        ChampionConfig,
+        _decide_and_record,
+        failed_blocking_checks,
+    )
 
     @dg.asset(name="dataset_splits")
     def splits() -> None:
@@ -220,3 +225,17 @@ def test_a_failed_blocking_check_in_the_lineage_is_found(tmp_path: Path) -> None
         assert failed_blocking_checks(instance, model_folder / "model.keras") == [
             "dataset_splits:leaky"
         ]
+        # Even a first candidate is refused: no version serves, and the history says why.
+        history = PromotionHistory(tmp_path / "registry")
+        candidate = pd.Series(
+            {
+                "model_version": "stacked_96@1",
+                "model_path": str(model_folder / "model.keras"),
+                "evaluation_path": str(model_folder / "metrics.json"),
+            }
+        )
+        run = SimpleNamespace(instance=instance, run_id="decision")
+        line = _decide_and_record(run, history, candidate, ChampionConfig())
+        assert line["decision"] == "kept" and line["serving_version"] is None
+        assert "dataset_splits:leaky" in line["reason"]
+        assert history.champion() is None and len(history.records()) == 1

@@ -170,13 +170,16 @@ def _judge(
     context, challenger: pd.Series, champion: dict | None, config: ChampionConfig
 ) -> tuple[Comparison, Decision]:
     predictions = Path(challenger["evaluation_path"]).parent / "predictions.parquet"
+    failed = failed_blocking_checks(context.instance, Path(challenger["evaluation_path"]))
     if champion is None:
-        return Comparison(0, None, None), Decision("promoted", "no champion yet")
+        nothing = Comparison(0, None, None)
+        if failed:  # even the first model must have a sound lineage
+            return nothing, decide(nothing, failed_blocking_checks=failed)
+        return nothing, Decision("promoted", "no champion yet")
     champion_predictions = Path(champion["evaluation_path"]).parent / "predictions.parquet"
     comparison = compare_on_common_images(
         pd.read_parquet(champion_predictions), pd.read_parquet(predictions), TARGET_CLASSES
     )
-    failed = failed_blocking_checks(context.instance, Path(challenger["evaluation_path"]))
     return comparison, decide(comparison, margin=config.margin, failed_blocking_checks=failed)
 
 
@@ -217,8 +220,7 @@ def _decide_and_record(
         comparison, decision = _judge(context, challenger, champion, config)
         if config.force:
             decision = Decision("promoted", f"forced (force: true); {decision.reason}")
-        promoted = decision.decision == "promoted"
-        serving = challenger if promoted or champion is None else champion
+        serving = challenger if decision.decision == "promoted" else champion
         return history.append(
             PromotionRecord(
                 champion_version=champion["serving_version"] if champion else None,
@@ -229,8 +231,8 @@ def _decide_and_record(
                 champion_macro_f1=comparison.champion_macro_f1,
                 challenger_macro_f1=comparison.challenger_macro_f1,
                 comparison_images=comparison.comparison_images,
-                model_path=serving["model_path"],
-                evaluation_path=serving["evaluation_path"],
+                model_path=serving["model_path"] if serving is not None else "",
+                evaluation_path=serving["evaluation_path"] if serving is not None else "",
                 run_id=context.run_id,
             )
         )
@@ -246,6 +248,10 @@ def champion_model(
         raise dg.Failure("the leaderboard is empty: materialize model_evaluation first")
     challenger = _challenger_row(context, board, config)
     line = _decide_and_record(context, promotion_history(storage), challenger, config)
+    if not line["serving_version"]:  # recorded in the history; no version serves
+        raise dg.Failure(
+            f"no champion: {line['challenger_version']} was kept out: {line['reason']}"
+        )
     folder = storage.run_dir("champion_model", context.run_id)
     path = write_json(folder / "decision.json", line)
     record_provenance(

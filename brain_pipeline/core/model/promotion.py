@@ -140,9 +140,10 @@ class PromotionHistory:
         return records
 
     def champion(self) -> dict[str, Any] | None:
-        """The last decision (whose `serving_version` is the champion), or None before any."""
+        """The last decision (whose `serving_version` is the champion), or None while no
+        version serves (before any decision, or after a first candidate was refused)."""
         records = self.records()
-        return records[-1] if records else None
+        return records[-1] if records and records[-1]["serving_version"] else None
 
     def promotion_of(self, version: str) -> dict[str, Any] | None:
         """The last decision that made `version` the champion."""

@@ -94,6 +94,14 @@ def test_the_history_is_appended_and_knows_champion_and_retired(tmp_path: Path) 
     assert history.path.read_text().splitlines()[0] == first  # nothing is rewritten
 
 
+def test_a_refused_first_candidate_leaves_no_champion(tmp_path: Path) -> None:
+    history = PromotionHistory(tmp_path)
+    history.append(record("a@1", None, "kept"))  # e.g. its splits leaked
+    assert history.champion() is None and history.statuses() == {}
+    history.append(record("b@1", None, "promoted"))
+    assert history.champion()["serving_version"] == "b@1"
+
+
 def test_a_torn_line_is_reported_with_its_number(tmp_path: Path) -> None:
     history = PromotionHistory(tmp_path)
     history.append(record("a@1", None, "promoted"))
