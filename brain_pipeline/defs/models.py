@@ -341,9 +341,10 @@ def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> d
     champion = history.promotion_of(champion["serving_version"]) or champion
     model_path, evaluation_path = Path(champion["model_path"]), Path(champion["evaluation_path"])
     training = read_json(model_path.parent / "training.json")
+    lineage = provenance_chain(model_path)  # read once: the splits' folder and the card's
     splits_path = next(
         Path(step["folder"]) / "splits.parquet"
-        for step in provenance_chain(model_path)
+        for step in lineage
         if step["asset_key"] == "dataset_splits"
     )
     scores = _gallery_scores(context.instance, training["model_version"], training["configuration"])
@@ -356,7 +357,7 @@ def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> d
         energy=model_cards.energy_section(
             {"training": model_path.parent, "evaluation": evaluation_path.parent}
         ),
-        lineage=provenance_chain(model_path),
+        lineage=lineage,
     )
     markdown = model_cards.render_markdown(card)
     folder = storage.run_dir("model_card", context.run_id)
