@@ -47,147 +47,145 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _champion() -> dict:
-    """The serving champion's line of the promotion history (artifacts root of this shell)."""
+def _predictor(explicit: str | None, command: str):
+    """--model, else the champion, with the guard fitted for it; says on stderr which."""
     from brain_pipeline.core.locations import default_artifacts_dir
-    from brain_pipeline.core.model.promotion import PromotionHistory
+    from brain_pipeline.core.serving.source import ModelSource
 
-    registry = default_artifacts_dir() / "model_registry"
-    champion = PromotionHistory(registry).champion()
-    if champion is None:
-        raise FileNotFoundError(
-            f"no champion model in {registry}: run `brain-pipeline materialize` (it trains, "
-            "evaluates and promotes a model), or pass --model PATH"
+    source = ModelSource(default_artifacts_dir(), Path(explicit) if explicit else None)
+    choice = source.choose()
+    print(f"brain-pipeline {command}: model {choice.version} ({choice.how})", file=sys.stderr)
+    _warn_without_preprocessing_record(choice.path)
+    predictor = source.load(choice)
+    if predictor.guard is None:
+        print(
+            "warning: no out-of-distribution guard was fitted for this model (materialize "
+            "ood_guard): every image gets a class and in_distribution is null",
+            file=sys.stderr,
         )
-    return champion
+    return predictor
 
 
-def _model_path(explicit: str | None, command: str) -> Path:
-    """--model, else the champion's model; says on stderr which model answers."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise FileNotFoundError(f"model file {path} does not exist")
-        print(f"brain-pipeline {command}: model {path} (--model)", file=sys.stderr)
-        return path
-    champion = _champion()
-    path = Path(champion["model_path"])
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the champion {champion['serving_version']}'s model file {path} no longer exists; "
-            "promote another version (`brain-pipeline models`) or pass --model PATH"
-        )
-    print(
-        f"brain-pipeline {command}: model {champion['serving_version']} (champion)",
-        file=sys.stderr,
-    )
-    return path
-
-
-def _preprocessing_for(model_path: Path, input_size: int):
-    """The preprocessing recorded beside the model; for a bare .keras file (user-supplied
-    weights), this project's training defaults at the model's input size, with a warning."""
+def _warn_without_preprocessing_record(model_path: Path) -> None:
+    """A bare .keras file (user-supplied weights) is preprocessed as this project trains by
+    default, at the model's input size; say so."""
     from brain_pipeline.core.imaging.preprocessing import Preprocessing
-    from brain_pipeline.core.model.training import TrainingConfig
 
-    if Preprocessing.record_path(model_path).exists():
-        return Preprocessing.for_model(model_path, input_size)
-    assumed = TrainingConfig(image_size=input_size).preprocessing
-    print(
-        f"warning: no {Preprocessing.FILE_NAME} beside {model_path}; preprocessing as this "
-        f"project trains by default ({assumed}). If the model was trained otherwise, write "
-        f"that file beside it, e.g. "
-        f'{{"image_size": {input_size}, "skull_strip": false, "intensity": "percentile"}}',
-        file=sys.stderr,
-    )
-    return assumed
+    if not Preprocessing.record_path(model_path).exists():
+        print(
+            f"warning: no {Preprocessing.FILE_NAME} beside {model_path}; preprocessing as this "
+            "project trains by default. If the model was trained otherwise, write that file "
+            'beside it, e.g. {"image_size": 96, "skull_strip": false, "intensity": "percentile"}',
+            file=sys.stderr,
+        )
 
 
-def _load_model(explicit: str | None, command: str):
-    """The model and the preprocessing it was trained with."""
-    import keras
-
-    path = _model_path(explicit, command)
-    model = keras.models.load_model(path)
-    return model, _preprocessing_for(path, int(model.input_shape[1]))
-
-
-def _load_inputs(paths: list[str], preprocessing):
-    """Preprocess each file; failures become per-file error messages, not an abort."""
+def _load_inputs(paths: list[str], predictor):
+    """Prepare each file; failures become per-file error messages, not an abort."""
     from brain_pipeline.core.imaging.preprocessing import load_image
 
-    tensors, errors = {}, {}
+    prepared, errors = {}, {}
     for path in paths:
         try:
-            tensors[path] = preprocessing.apply(load_image(Path(path)))[0]
+            prepared[path] = predictor.prepare(load_image(Path(path)))
         except FileNotFoundError:
             errors[path] = "file not found"
         except Exception as exc:  # any undecodable input is reported, the rest still run
             errors[path] = f"cannot read as an image: {type(exc).__name__}: {exc}"
-    return tensors, errors
+    return prepared, errors
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
-
-    model, preprocessing = _load_model(args.model, "predict")
-    tensors, errors = _load_inputs(args.images, preprocessing)
-    probabilities = model.predict(np.stack(list(tensors.values())), verbose=0) if tensors else []
-    by_path = dict(zip(tensors, probabilities, strict=True))
+    predictor = _predictor(args.model, "predict")
+    prepared, errors = _load_inputs(args.images, predictor)
+    answers = dict(zip(prepared, predictor.run(list(prepared.values())), strict=True))
     for path in args.images:
         if path in errors:
             print(json.dumps({"path": path, "error": errors[path]}))
             print(f"brain-pipeline predict: {path}: {errors[path]}", file=sys.stderr)
-            continue
-        scores = by_path[path]
-        print(
-            json.dumps(
-                {
-                    "path": path,
-                    "predicted_class": TARGET_CLASSES[int(np.argmax(scores))],
-                    "probabilities": {
-                        c: round(float(p), 6) for c, p in zip(TARGET_CLASSES, scores, strict=True)
-                    },
-                }
-            )
-        )
+        else:
+            print(json.dumps({"path": path, **answers[path]}))
     return 1 if errors else 0
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from brain_pipeline.core.artifacts import write_figure
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
-    from brain_pipeline.core.explain.heatmaps import gradcam
     from brain_pipeline.core.plots import render_gallery
 
-    model, preprocessing = _load_model(args.model, "explain")
-    tensors, errors = _load_inputs([args.image], preprocessing)
+    predictor = _predictor(args.model, "explain")
+    prepared, errors = _load_inputs([args.image], predictor)
     if errors:
         print(f"brain-pipeline explain: {args.image}: {errors[args.image]}", file=sys.stderr)
         return 1
-    image = tensors[args.image][np.newaxis]
-    scores = model.predict(image, verbose=0)[0]
-    predicted = int(np.argmax(scores))
-    heatmap = gradcam(model, image, np.array([predicted]), method=args.method)
-    title = f"{TARGET_CLASSES[predicted]} ({scores[predicted]:.2f})"
-    figure = render_gallery(image, heatmap, [title], columns=1, suptitle=Path(args.image).name)
+    answer, heatmap = predictor.explain(prepared[args.image], method=args.method)
+    if answer["in_distribution"] is False:
+        print(json.dumps({"path": args.image, **answer}))
+        print(f"brain-pipeline explain: {args.image}: {answer['note']}", file=sys.stderr)
+        return 1
+    predicted = answer["predicted_class"]
+    title = f"{predicted} ({answer['probabilities'][predicted]:.2f})"
+    image = prepared[args.image].tensor[None]
+    figure = render_gallery(
+        image, heatmap[None], [title], columns=1, suptitle=Path(args.image).name
+    )
     write_figure(Path(args.out), figure)
+    summary = {k: answer[k] for k in ("predicted_class", "in_distribution", "ood_score")}
     print(
         json.dumps(
             {
                 "path": args.image,
-                "predicted_class": TARGET_CLASSES[predicted],
-                "probability": round(float(scores[predicted]), 6),
+                **summary,
+                "probability": answer["probabilities"][predicted],
                 "method": args.method,
                 "overlay": str(args.out),
             }
         )
     )
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Export, then load the export with its own runtime and compare it with Keras."""
+    import numpy as np
+
+    from brain_pipeline.core.locations import default_artifacts_dir, default_data_dir
+    from brain_pipeline.core.serving import export
+
+    predictor = _predictor(args.model, "export")
+    if args.images:
+        prepared, errors = _load_inputs(sorted(map(str, Path(args.images).iterdir())), predictor)
+        inputs = np.stack([item.tensor for item in prepared.values()]) if prepared else None
+        if inputs is None:
+            raise FileNotFoundError(f"no readable image in {args.images}")
+    else:
+        inputs = export.test_split_inputs(
+            predictor.model_path,
+            predictor.preprocessing,
+            default_data_dir(),
+            default_artifacts_dir(),
+        )
+    started = time.perf_counter()
+    target = export.export_model(predictor.model, args.format, Path(args.out))
+    _, expected = predictor.features_and_probabilities(inputs)
+    got = export.run_export(target, args.format, inputs)
+    report = export.ExportReport(
+        format=args.format,
+        path=str(target),
+        model_version=predictor.version,
+        n_images=len(inputs),
+        max_abs_difference=float(np.abs(got - expected).max()),
+        tolerance=export.TOLERANCE,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    export.bundle(Path(args.out), predictor.model_path, predictor.guard_folder, report)
+    print(json.dumps({**vars(report), "passed": report.passed}))
+    if not report.passed:
+        print(
+            f"brain-pipeline export: the {args.format} export differs from the Keras model by "
+            f"{report.max_abs_difference:.2e} (more than {export.TOLERANCE:g})",
+            file=sys.stderr,
+        )
+    return 0 if report.passed else 1
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -245,8 +243,64 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--json", action="store_true", help="machine-readable output")
     lineage.set_defaults(handler=_lineage)
     _add_model_commands(commands)
+    _add_serving_commands(commands)
     _add_service_commands(commands)
     return parser
+
+
+def _add_serving_commands(commands) -> None:
+    serve = commands.add_parser(
+        "serve", help="HTTP service: /predict, /explain, /health, /model (docs at /docs)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help=".keras file (default: the champion, reloaded on change)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="per image")
+    serve.add_argument("--max-images", type=int, default=64, help="per request")
+    serve.add_argument("--max-batch", type=int, default=32, help="images per forward pass")
+    serve.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="how long a batch waits for company"
+    )
+    serve.add_argument(
+        "--reload-seconds",
+        type=float,
+        default=5.0,
+        help="how often the champion is re-read (0: only on SIGHUP)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    export = commands.add_parser(
+        "export", help="write the model as saved_model, onnx or tflite, verified against Keras"
+    )
+    export.add_argument("out", metavar="OUT", help="folder to write the export into")
+    export.add_argument("--format", required=True, choices=["saved_model", "onnx", "tflite"])
+    export.add_argument("--model", help=".keras file (default: the champion model)")
+    export.add_argument(
+        "--images", help="verify on these images (default: the model's own test split)"
+    )
+    export.set_defaults(handler=_export)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from brain_pipeline.api import ServeSettings, serve
+    from brain_pipeline.core.locations import default_artifacts_dir
+    from brain_pipeline.core.serving.decoding import UploadLimits
+    from brain_pipeline.core.serving.source import ModelSource
+
+    source = ModelSource(default_artifacts_dir(), Path(args.model) if args.model else None)
+    choice = source.choose()  # fails here, with a message, when there is nothing to serve
+    print(f"brain-pipeline serve: model {choice.version} ({choice.how})", file=sys.stderr)
+    limits = UploadLimits(
+        max_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images
+    )
+    settings = ServeSettings(
+        limits=limits,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        reload_seconds=0.0 if args.model else args.reload_seconds,
+    )
+    serve(source, args.host, args.port, settings)
+    return 0
 
 
 def _add_model_commands(commands) -> None:

@@ -23,6 +23,7 @@ from brain_pipeline.defs import (
     executors,
     explanation,
     models,
+    serving,
     training,
 )
 from brain_pipeline.defs.ingestion import (
@@ -42,6 +43,7 @@ DOWNSTREAM_OF_MANIFEST = [
     training.trained_model,
     evaluation.model_evaluation,
     explanation.gradcam_gallery,
+    serving.ood_guard,
     emissions.emissions_record,
     models.leaderboard,
     models.champion_model,

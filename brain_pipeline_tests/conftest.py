@@ -37,6 +37,7 @@ ASSETS = (
     "trained_model",
     "model_evaluation",
     "gradcam_gallery",
+    "ood_guard",
     "emissions_record",
     "leaderboard",
     "champion_model",

@@ -8,13 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.cli import _preprocessing_for, main
+from brain_pipeline.cli import main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
+from brain_pipeline.core.serving.predictor import preprocessing_for
 from brain_pipeline_tests.conftest import MaterializedRun
 
 
@@ -68,12 +70,28 @@ def test_predict_uses_the_champion_and_reports_bad_files(
     assert lines[0]["path"] == str(good)
     assert lines[0]["predicted_class"] in {"healthy_brain", "tumor_brain", "alzheimer_brain"}
     assert sum(lines[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert lines[0]["in_distribution"] is True
     assert "cannot read as an image" in lines[1]["error"]
     assert lines[2]["error"] == "file not found"
     assert "broken.jpg" in captured.err
     champion = materialized.metadata["champion_model"]["champion_version"].value
     assert champion == materialized.metadata["trained_model"]["model_version"].value
     assert f"brain-pipeline predict: model {champion} (champion)" in captured.err
+
+
+def test_predict_and_explain_refuse_to_judge_a_non_mri_image(
+    materialized: MaterializedRun, tmp_path: Path, capsys
+) -> None:
+    noise = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(noise)
+    assert main(["predict", str(noise)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["in_distribution"] is False and answer["ood_score"] > answer["ood_threshold"]
+    assert answer["predicted_class"] is None and answer["probabilities"] is None
+    assert main(["explain", str(noise), "--out", str(tmp_path / "x.png")]) == 1
+    assert "not judged" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_explain_writes_an_overlay(
@@ -100,14 +118,14 @@ def test_a_bare_model_file_is_preprocessed_as_the_project_trains_with_a_warning(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["predicted_class"]
     assert f"no preprocessing.json beside {model_path}" in captured.err
-    assert _preprocessing_for(model_path, 48) == Preprocessing(
+    assert preprocessing_for(model_path, 48) == Preprocessing(
         48, skull_strip=True, intensity="equalise"
     )
     # With a record beside the model, the record wins and nothing is said.
     Preprocessing(48, skull_strip=False, intensity="percentile").save(model_path.parent)
-    capsys.readouterr()
-    assert _preprocessing_for(model_path, 48) == Preprocessing(48, intensity="percentile")
-    assert capsys.readouterr().err == ""
+    assert preprocessing_for(model_path, 48) == Preprocessing(48, intensity="percentile")
+    main(["predict", str(image), "--model", str(model_path)])
+    assert "no preprocessing.json" not in capsys.readouterr().err
 
 
 def test_predict_without_any_model_explains_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -79,11 +79,15 @@ def write_parquet(destination: Path, frame: pd.DataFrame) -> Path:
     return write_bytes(destination, buffer.getvalue())
 
 
-def write_figure(destination: Path, figure: Any, dpi: int = 110) -> bytes:
-    """Save a matplotlib figure as PNG atomically; return the PNG bytes for the UI."""
+def figure_png(figure: Any, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    png = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def write_figure(destination: Path, figure: Any, dpi: int = 110) -> bytes:
+    """Save a matplotlib figure as PNG atomically; return the PNG bytes for the UI."""
+    png = figure_png(figure, dpi)
     write_bytes(destination, png)
     return png
 

@@ -247,3 +247,21 @@ def render_gallery(
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+def guard_scores_plot(
+    mri_scores: Sequence[float], other_scores: Mapping[str, Sequence[float]], threshold: float
+) -> Figure:
+    """The guard's score of real test slices against each kind of non-MRI image."""
+    figure = Figure(figsize=(8, 4.2))
+    axes = figure.add_subplot()
+    names = ["test MRI", *other_scores]
+    values = [list(mri_scores), *(list(v) for v in other_scores.values())]
+    axes.boxplot(values, orientation="horizontal", tick_labels=names)
+    axes.axvline(threshold, color="crimson", ls="--", lw=1, label=f"threshold {threshold:.1f}")
+    axes.set_xscale("log")
+    axes.set_xlabel("guard score (Mahalanobis distance; right of the line: refused)")
+    axes.legend(fontsize=8, loc="lower right")
+    axes.set_title("Out-of-distribution guard")
+    figure.tight_layout()
+    return figure

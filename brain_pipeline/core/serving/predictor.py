@@ -1,0 +1,115 @@
+"""A loaded model ready to answer: preprocessing, one forward pass for features and
+probabilities, the guard's verdict, and Grad-CAM. Used by `predict`, `explain` and `serve`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
+from brain_pipeline.core.serving.guard import OODGuard, feature_vectors, image_statistics
+
+NOT_JUDGED = (
+    "not judged: the image does not look like the brain MRI slices the model was trained on"
+)
+
+
+def preprocessing_for(model_path: Path, input_size: int) -> Preprocessing:
+    """The preprocessing recorded beside the model; for a bare .keras file (user-supplied
+    weights), this project's training defaults at the model's input size."""
+    from brain_pipeline.core.model.training import TrainingConfig
+
+    if Preprocessing.record_path(model_path).exists():
+        return Preprocessing.for_model(model_path, input_size)
+    return TrainingConfig(image_size=input_size).preprocessing
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image made ready for the model: its tensor and the statistics the guard reads."""
+
+    tensor: np.ndarray
+    statistics: np.ndarray
+
+
+@dataclass
+class Predictor:
+    model: object  # keras.Model
+    preprocessing: Preprocessing
+    version: str
+    model_path: Path
+    guard: OODGuard | None = None
+    guard_folder: Path | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        import keras
+
+        features = self.model.get_layer("logits").input
+        self._forward = keras.Model(self.model.inputs, [features, self.model.outputs[0]])
+
+    @classmethod
+    def load(cls, model_path: Path, version: str, guard_folder: Path | None) -> Predictor:
+        import keras
+
+        model = keras.models.load_model(model_path)
+        preprocessing = preprocessing_for(Path(model_path), int(model.input_shape[1]))
+        guard = OODGuard.load(guard_folder) if guard_folder else None
+        return cls(model, preprocessing, version, Path(model_path), guard, guard_folder)
+
+    def prepare(self, image: Image.Image) -> Prepared:
+        """CPU work done per image before batching (in the caller's thread)."""
+        return Prepared(self.preprocessing.apply(image)[0], image_statistics(image))
+
+    def features_and_probabilities(self, tensors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, probabilities = self._forward([tensors], training=False)
+        return np.asarray(features), np.asarray(probabilities)
+
+    def run(self, batch: list[Prepared]) -> list[dict]:
+        """One forward pass for the whole batch; one answer per image, in order."""
+        features, probabilities = self.features_and_probabilities(
+            np.stack([item.tensor for item in batch])
+        )
+        scores = None
+        if self.guard is not None:
+            statistics = np.stack([item.statistics for item in batch])
+            scores = self.guard.score(feature_vectors(features, statistics))
+        return [
+            self.answer(probabilities[i], None if scores is None else float(scores[i]))
+            for i in range(len(batch))
+        ]
+
+    def answer(self, probabilities: np.ndarray, score: float | None) -> dict:
+        """The classification, unless the guard says the image is not one it can judge."""
+        verdict = self.verdict(score)
+        answer = {"model_version": self.version, **verdict}
+        if verdict["in_distribution"] is False:
+            return {**answer, "predicted_class": None, "probabilities": None, "note": NOT_JUDGED}
+        return {
+            **answer,
+            "predicted_class": TARGET_CLASSES[int(np.argmax(probabilities))],
+            "probabilities": {
+                c: round(float(p), 6) for c, p in zip(TARGET_CLASSES, probabilities, strict=True)
+            },
+        }
+
+    def verdict(self, score: float | None) -> dict:
+        if self.guard is None or score is None:
+            return {"in_distribution": None, "ood_score": None, "ood_threshold": None}
+        return {
+            "in_distribution": bool(score <= self.guard.threshold),
+            "ood_score": round(score, 4),
+            "ood_threshold": round(self.guard.threshold, 4),
+        }
+
+    def explain(self, item: Prepared, method: str = "gradcam") -> tuple[dict, np.ndarray]:
+        """The answer for one image and its Grad-CAM map (size x size, in [0, 1])."""
+        from brain_pipeline.core.explain.heatmaps import gradcam
+
+        (answer,) = self.run([item])
+        return answer, gradcam(self.model, item.tensor[np.newaxis], method=method)[0]
