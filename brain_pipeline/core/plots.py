@@ -260,7 +260,7 @@ def guard_scores_plot(
     axes.boxplot(values, orientation="horizontal", tick_labels=names)
     axes.axvline(threshold, color="crimson", ls="--", lw=1, label=f"threshold {threshold:.1f}")
     axes.set_xscale("log")
-    axes.set_xlabel("guard score (Mahalanobis distance; right of the line: refused)")
+    axes.set_xlabel("guard score (distance over its validation scale; right of the line: refused)")
     axes.legend(fontsize=8, loc="lower right")
     axes.set_title("Out-of-distribution guard")
     figure.tight_layout()

@@ -30,7 +30,7 @@ class GuardConfig(dg.Config):
 @dg.asset(
     deps=[trained_model, dataset_splits],
     group_name="model",
-    code_version="1",
+    code_version="2",
     kinds={"scikitlearn"},
     partitions_def=TRAINING_CONFIGURATIONS,
 )

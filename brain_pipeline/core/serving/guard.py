@@ -1,11 +1,17 @@
 """The out-of-distribution guard: does an input look like the slices the model learned from?
 
-Each image becomes one feature vector: the model's own penultimate features (what the
-classifier sees after preprocessing) beside a few statistics of the image as uploaded (colour,
-border, darkness, edges, aspect), which preprocessing would otherwise erase: a photo and an
-MRI slice can look alike once grey and equalised. The score is the Mahalanobis distance to the
-training split's features (Ledoit-Wolf shrunk covariance, so a few hundred images suffice);
-the threshold is a high quantile of the validation split's scores, so about
+Two views of each image, each scored against the training split:
+
+- the model's own penultimate features (what the classifier sees after preprocessing):
+  Mahalanobis distance to their Gaussian (Ledoit-Wolf shrunk covariance, so a few hundred
+  images suffice). It catches noise, X-ray-like renders, photos once grey;
+- six statistics of the image as uploaded (colour, border, darkness, edges, aspect, spread),
+  which preprocessing would erase: distance to the 5th nearest training image (standardised).
+  It catches blank frames, text pages, colour. One Gaussian over both views did not: a
+  blank frame's few extreme statistics drown among 192 ordinary feature dimensions.
+
+Each distance is divided by its own 99th percentile on the validation split; the score is the
+larger of the two, and the threshold the validation split's `quantile` of that score, so about
 ``1 - quantile`` of real slices are refused.
 """
 
@@ -19,12 +25,15 @@ import numpy as np
 from PIL import Image
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
 from brain_pipeline.core.artifacts import write_json
 
 STATISTICS = ("chroma", "border_level", "dark_fraction", "edge_energy", "log_aspect", "spread")
 GUARD_JSON, GUARD_ARRAYS = "ood_guard.json", "ood_guard.npz"
 DEFAULT_QUANTILE = 0.99
+VIEW_QUANTILE = 0.99  # each view's distance is divided by this quantile on validation
+NEIGHBOURS = 5
 
 
 def image_statistics(image: Image.Image) -> np.ndarray:
@@ -54,14 +63,62 @@ def feature_vectors(embeddings: np.ndarray, statistics: np.ndarray) -> np.ndarra
     return np.concatenate([np.asarray(embeddings, np.float64), statistics], axis=1)
 
 
+class _Gaussian:
+    """Mahalanobis distance to standardised training vectors (shrunk covariance)."""
+
+    def __init__(self, center, scale, location, precision) -> None:
+        self.center, self.scale, self.location, self.precision = center, scale, location, precision
+
+    @classmethod
+    def fit(cls, train: np.ndarray) -> _Gaussian:
+        center, scale = _standardisation(train)
+        fitted = LedoitWolf().fit((train - center) / scale)
+        return cls(center, scale, fitted.location_, fitted.precision_)
+
+    def distance(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.center) / self.scale - self.location
+        return np.sqrt(np.einsum("ij,jk,ik->i", z, self.precision, z).clip(0.0))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "center": self.center,
+            "scale": self.scale,
+            "location": self.location,
+            "precision": self.precision,
+        }
+
+
+class _Neighbours:
+    """Distance to the k-th nearest standardised training vector."""
+
+    def __init__(self, center, scale, reference, k: int = NEIGHBOURS) -> None:
+        self.center, self.scale, self.reference, self.k = center, scale, reference, k
+        self._index = NearestNeighbors(n_neighbors=min(k, len(reference))).fit(reference)
+
+    @classmethod
+    def fit(cls, train: np.ndarray) -> _Neighbours:
+        center, scale = _standardisation(train)
+        return cls(center, scale, (train - center) / scale)
+
+    def distance(self, x: np.ndarray) -> np.ndarray:
+        return self._index.kneighbors((x - self.center) / self.scale)[0][:, -1]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"center": self.center, "scale": self.scale, "reference": self.reference}
+
+
+def _standardisation(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    spread = train.std(axis=0)
+    return train.mean(axis=0), np.where(spread > 1e-6, spread, 1.0)
+
+
 @dataclass
 class OODGuard:
-    """A fitted guard: standardisation, the shrunk Gaussian, and the refusal threshold."""
+    """A fitted guard: the two views, each one's scale, and the refusal threshold."""
 
-    center: np.ndarray
-    scale: np.ndarray
-    location: np.ndarray
-    precision: np.ndarray
+    features: _Gaussian
+    statistics: _Neighbours
+    scales: tuple[float, float]  # each view's 99th percentile on the validation split
     threshold: float
     summary: dict  # how it was fitted and how it measured; saved as JSON beside the arrays
 
@@ -76,53 +133,59 @@ class OODGuard:
                 f"the guard needs at least 10 training and 1 validation image "
                 f"(got {len(train)} and {len(validation)})"
             )
-        center = train.mean(axis=0)
-        scale = np.where(train.std(axis=0) > 1e-6, train.std(axis=0), 1.0)
-        gaussian = LedoitWolf().fit((train - center) / scale)
-        guard = cls(center, scale, gaussian.location_, gaussian.precision_, 0.0, {})
+        split = train.shape[1] - len(STATISTICS)
+        features, statistics = _Gaussian.fit(train[:, :split]), _Neighbours.fit(train[:, split:])
+        scales = (
+            float(np.quantile(features.distance(validation[:, :split]), VIEW_QUANTILE)),
+            float(np.quantile(statistics.distance(validation[:, split:]), VIEW_QUANTILE)),
+        )
+        guard = cls(features, statistics, scales, 1.0, {})
         guard.threshold = float(np.quantile(guard.score(validation), quantile))
         guard.summary = {
             "n_train": len(train),
             "n_validation": len(validation),
             "quantile": quantile,
-            "threshold": guard.threshold,
-            "n_features": int(train.shape[1]),
+            "n_features": int(split),
             "statistics": list(STATISTICS),
+            "neighbours": NEIGHBOURS,
+            "view_scales": list(scales),
         }
         return guard
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance to the training features: larger is less like the slices."""
-        centred = (np.atleast_2d(features) - self.center) / self.scale - self.location
-        return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision, centred).clip(0.0))
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """max(feature distance / its scale, statistics distance / its scale): larger is less
+        like the training slices."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        split = vectors.shape[1] - len(STATISTICS)
+        return np.maximum(
+            self.features.distance(vectors[:, :split]) / self.scales[0],
+            self.statistics.distance(vectors[:, split:]) / self.scales[1],
+        )
 
     def in_distribution(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.threshold
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)
-        np.savez(
-            folder / GUARD_ARRAYS,
-            center=self.center,
-            scale=self.scale,
-            location=self.location,
-            precision=self.precision,
-        )
+        arrays = {f"features_{k}": v for k, v in self.features.arrays().items()}
+        arrays |= {f"statistics_{k}": v for k, v in self.statistics.arrays().items()}
+        np.savez(folder / GUARD_ARRAYS, **arrays)
         return write_json(folder / GUARD_JSON, {**self.summary, "threshold": self.threshold})
 
     @classmethod
     def load(cls, folder: Path) -> OODGuard:
         folder = Path(folder)
         summary = json.loads((folder / GUARD_JSON).read_text())
-        with np.load(folder / GUARD_ARRAYS) as arrays:
-            return cls(
-                arrays["center"],
-                arrays["scale"],
-                arrays["location"],
-                arrays["precision"],
-                float(summary["threshold"]),
-                summary,
+        with np.load(folder / GUARD_ARRAYS) as a:
+            features = _Gaussian(
+                *(a[f"features_{k}"] for k in ("center", "scale", "location", "precision"))
             )
+            statistics = _Neighbours(
+                *(a[f"statistics_{k}"] for k in ("center", "scale", "reference")),
+                k=summary["neighbours"],
+            )
+        scales = tuple(summary["view_scales"])
+        return cls(features, statistics, scales, float(summary["threshold"]), summary)
 
 
 def measure(guard: OODGuard, mri: np.ndarray, others: np.ndarray, kinds: list[str]) -> dict:
