@@ -107,7 +107,7 @@ class ServingState:
         swap happened meanwhile (a new model may want another input size)."""
         while True:
             predictor, batcher = self.predictor, self.batcher
-            prepared = [await run_in_threadpool(predictor.prepare, image) for image in images]
+            prepared = await run_in_threadpool(lambda p=predictor: [p.prepare(i) for i in images])
             if self.predictor is predictor:  # no await between this check and the queueing
                 return predictor, await batcher.submit(prepared)
 
@@ -273,4 +273,6 @@ def _overlay_png(item: Prepared, heatmap: np.ndarray, answer: dict, name: str | 
 def serve(source: ModelSource, host: str, port: int, settings: ServeSettings) -> None:
     import uvicorn
 
+    # The service's own lines (which model serves, reloads) beside uvicorn's access log.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(create_app(source, settings), host=host, port=port, log_level="info")

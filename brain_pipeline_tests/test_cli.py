@@ -79,6 +79,14 @@ def test_predict_uses_the_champion_and_reports_bad_files(
     assert f"brain-pipeline predict: model {champion} (champion)" in captured.err
 
 
+def test_predict_with_only_unreadable_files_reports_each(
+    materialized: MaterializedRun, tmp_path: Path, capsys
+) -> None:
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["error"] for line in lines] == ["file not found", "file not found"]
+
+
 def test_predict_and_explain_refuse_to_judge_a_non_mri_image(
     materialized: MaterializedRun, tmp_path: Path, capsys
 ) -> None:

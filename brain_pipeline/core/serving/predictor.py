@@ -76,6 +76,8 @@ class Predictor:
 
     def run(self, batch: list[Prepared]) -> list[dict]:
         """One forward pass for the whole batch; one answer per image, in order."""
+        if not batch:
+            return []
         features, probabilities = self.features_and_probabilities(
             np.stack([item.tensor for item in batch])
         )
