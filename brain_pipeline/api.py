@@ -42,6 +42,13 @@ class ServeSettings:
     batch_wait_ms: float = 5.0
     reload_seconds: float = 5.0  # how often the promotion history is re-read; 0: never
 
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"--max-batch must be at least 1, got {self.max_batch}")
+        for name in ("batch_wait_ms", "reload_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+
 
 class ServingState:
     """The model that answers now, its batcher, and the swap to a newly promoted one."""

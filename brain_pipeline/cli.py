@@ -256,6 +256,9 @@ def _add_serving_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", help=".keras file (default: the champion, reloaded on change)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="per image")
+    serve.add_argument(
+        "--max-megapixels", type=float, default=40.0, help="per image, read from its header"
+    )
     serve.add_argument("--max-images", type=int, default=64, help="per request")
     serve.add_argument("--max-batch", type=int, default=32, help="images per forward pass")
     serve.add_argument(
@@ -291,7 +294,9 @@ def _serve(args: argparse.Namespace) -> int:
     choice = source.choose()  # fails here, with a message, when there is nothing to serve
     print(f"brain-pipeline serve: model {choice.version} ({choice.how})", file=sys.stderr)
     limits = UploadLimits(
-        max_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images
+        max_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1_000_000),
+        max_images=args.max_images,
     )
     settings = ServeSettings(
         limits=limits,

@@ -261,3 +261,22 @@ def _wait_for(probe, seconds: float):
                 raise
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch", "0"], "--max-batch must be at least 1"),
+        (["--batch-wait-ms", "-1"], "--batch-wait-ms must not be negative"),
+        (["--max-megapixels", "0"], "upload limit max_pixels must be at least 1"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_starting(
+    tmp_path: Path, capsys, flags: list[str], message: str
+) -> None:
+    from brain_pipeline.cli import main
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not loaded: the settings fail first")
+    assert main(["serve", "--model", str(model), *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -43,7 +43,9 @@ class UploadLimits:
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_pixels", "max_images"):
             if getattr(self, name) < 1:
-                raise ValueError(f"upload limit {name} must be at least 1")
+                raise ValueError(
+                    f"upload limit {name} must be at least 1, got {getattr(self, name)}"
+                )
 
 
 def check_content_type(content_type: str | None, filename: str | None) -> None:
