@@ -24,11 +24,12 @@ def _instance_and_storage():
 def models_table() -> pd.DataFrame:
     """The leaderboard with a status per version: champion, retired (served before) or
     challenger (evaluated, never served)."""
-    from brain_pipeline.defs.models import current_leaderboard, promotion_history
+    from brain_pipeline.defs.models import current_leaderboard, external_summary, promotion_history
 
     instance, storage = _instance_and_storage()
     with instance:
         board = current_leaderboard(instance)
+    board["external"] = [external_summary(storage, v) for v in board["model_version"]]
     statuses = promotion_history(storage).statuses()
     board.insert(1, "status", [statuses.get(v, "challenger") for v in board["model_version"]])
     return board
@@ -42,10 +43,13 @@ def render_models(table: pd.DataFrame) -> str:
     columns = [BOARD_COLUMNS[0], "status", *BOARD_COLUMNS[1:]]
     shown = (
         table[columns]
-        .drop(columns="gain_f1_per_g_co2")
+        # The long external scores are in `--json` and the leaderboard asset.
+        .drop(columns=["gain_f1_per_g_co2", "external"])
         .rename(
             columns={
                 "within_source_healthy_vs_alzheimer": "within_source",
+                "f1_macro_low": "f1_low",
+                "f1_macro_high": "f1_high",
                 "expected_calibration_error": "ece",
                 "on_pareto_front": "pareto",
             }

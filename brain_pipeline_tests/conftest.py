@@ -38,6 +38,7 @@ ASSETS = (
     "model_evaluation",
     "gradcam_gallery",
     "ood_guard",
+    "external_evaluation",
     "emissions_record",
     "leaderboard",
     "champion_model",
@@ -70,22 +71,31 @@ class MaterializedRun:
 @pytest.fixture(scope="session")
 def materialized(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The main command on the tiny data; its environment stays set for the session."""
+    with materialize_in(tiny_data_dir, tmp_path_factory.mktemp("materialized")) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def materialize_in(data_dir: Path, root: Path):
+    """`brain-pipeline materialize` (FAST_RUN) on `data_dir` with its instance and artifacts
+    under `root`; the environment stays set until the block ends."""
     from brain_pipeline.cli import main
 
-    root = tmp_path_factory.mktemp("materialized")
     config = root / "run_config.json"
     config.write_text(json.dumps(FAST_RUN))
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(root / "dagster"))
-    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
+    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(data_dir))
     patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(root / "artifacts"))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(["materialize", "--config", str(config)]) == 0, printed.getvalue()
-    with dg.DagsterInstance.get() as instance:
-        run = _read_run(instance, root, printed.getvalue())
-    yield run
-    patch.undo()
+    try:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["materialize", "--config", str(config)]) == 0, printed.getvalue()
+        with dg.DagsterInstance.get() as instance:
+            run = _read_run(instance, root, printed.getvalue())
+        yield run
+    finally:
+        patch.undo()
 
 
 def _read_run(instance: dg.DagsterInstance, root: Path, printed: str) -> MaterializedRun:

@@ -45,6 +45,8 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
         "trained_model",
         "model_evaluation",
         "gradcam_gallery",
+        "ood_guard",
+        "external_evaluation",
         "emissions_record",
     }
     spec = graph.get(dg.AssetKey("trained_model")).partitions_def

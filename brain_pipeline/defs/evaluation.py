@@ -22,7 +22,7 @@ from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
 @dg.asset(
     deps=[trained_model, dataset_splits, "image_manifest"],
     group_name="model",
-    code_version="3",
+    code_version="4",
     partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"scikitlearn"},
 )
@@ -86,6 +86,10 @@ def _metadata(step: ArtifactStep, metrics: dict) -> dict:
         "within_source_healthy_vs_alzheimer_acc": metrics["within_source_healthy_vs_alzheimer"][
             "accuracy"
         ],
+        "intervals_95": markdown_table(
+            pd.DataFrame(metrics["intervals"]["metrics"]).T.round(3),
+        ),
+        "n_test_groups": metrics["intervals"]["n_groups"],
         "classification_report": markdown_table(
             pd.DataFrame(metrics["classification_report"]).T.round(3)
         ),

@@ -178,7 +178,15 @@ def balanced_index(
     context: dg.AssetExecutionContext, config: IndexConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Unique contents, near-duplicate groups (`group_id`), classes balanced by downsampling."""
-    step = ArtifactStep(context, storage, config=config.model_dump(), upstream=["image_manifest"])
+    # External datasets are scored, never trained on: they stay out of the index, and a
+    # change of roles changes the input signature.
+    training = storage.raw_data().names("training")
+    step = ArtifactStep(
+        context,
+        storage,
+        config=config.model_dump() | {"training_datasets": training},
+        upstream=["image_manifest"],
+    )
     if reused := step.reused():
         return reused
     settings = config.to_core()
@@ -186,6 +194,7 @@ def balanced_index(
     # Thumbnails are read straight into one matrix, and only for images new to the index.
     blobs = ("keypoints", "detail") if settings.detect_resaved_copies else ()
     manifest = manifest_io.read_without_blobs(manifest_path, keep=blobs)
+    manifest = manifest[manifest["dataset"].isin(training)].reset_index(drop=True)
     context.log.info("grouping near duplicates (thumbnails, then re-saved copies)")
     built = dedup.build_balanced_index(
         manifest,

@@ -25,6 +25,7 @@ from brain_pipeline.core.artifacts import (
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.lineage import provenance_chain
 from brain_pipeline.core.model import card as model_cards
+from brain_pipeline.core.model.external import headline, results_for_version
 from brain_pipeline.core.model.leaderboard import leaderboard_table, model_entry
 from brain_pipeline.core.model.promotion import (
     DEFAULT_MARGIN,
@@ -37,6 +38,7 @@ from brain_pipeline.core.model.promotion import (
 )
 from brain_pipeline.defs.emissions import emissions_record
 from brain_pipeline.defs.evaluation import model_evaluation
+from brain_pipeline.defs.external import external_evaluation
 from brain_pipeline.defs.resources import PipelineStorage
 from brain_pipeline.defs.support import (
     ArtifactStep,
@@ -50,6 +52,8 @@ REGISTRY_DIR = "model_registry"
 BOARD_COLUMNS = [
     "model_version",
     "f1_macro",
+    "f1_macro_low",
+    "f1_macro_high",
     "accuracy",
     "within_source_healthy_vs_alzheimer",
     "expected_calibration_error",
@@ -58,6 +62,7 @@ BOARD_COLUMNS = [
     "co2_g",
     "on_pareto_front",
     "gain_f1_per_g_co2",
+    "external",
 ]
 
 
@@ -88,9 +93,9 @@ def current_leaderboard(instance: dg.DagsterInstance) -> pd.DataFrame:
 
 
 @dg.asset(
-    deps=[model_evaluation, emissions_record],
+    deps=[model_evaluation, emissions_record, external_evaluation],
     group_name="model",
-    code_version="1",
+    code_version="3",
     kinds={"parquet"},
 )
 def leaderboard(
@@ -99,12 +104,15 @@ def leaderboard(
     """Every evaluated model version: quality, calibration, training time, kWh and CO2eq; the
     Pareto front of macro-F1 against CO2, and macro-F1 gained per extra gram."""
     folders = evaluation_folders(context.instance)
-    # The set of evaluations is this asset's input: a new one is a new leaderboard.
-    digest = hashlib.sha256("\n".join(map(str, folders)).encode()).hexdigest()[:16]
+    external = sorted(Path(storage.artifacts_dir, "external_evaluation").glob("*/*/external.json"))
+    # The set of evaluations (external ones too) is this asset's input: a new one is a new
+    # leaderboard.
+    digest = hashlib.sha256("\n".join(map(str, [*folders, *external])).encode()).hexdigest()[:16]
     step = ArtifactStep(context, storage, config={}, upstream_versions={"evaluations": digest})
     if reused := step.reused():
         return reused
     table = leaderboard_table(model_entry(folder) for folder in folders)
+    table["external"] = [external_summary(storage, v) for v in table["model_version"]]
     path = write_parquet(step.folder / "leaderboard.parquet", table)
     cheapest = table[table["on_pareto_front"]].sort_values("co2_g").head(1)
     return step.result(
@@ -119,6 +127,12 @@ def leaderboard(
         },
         provenance={"model_versions": table["model_version"].tolist()},
     )
+
+
+def external_summary(storage: PipelineStorage, version: str) -> str:
+    """`dataset: question estimate [low, high]` per external dataset ("" if none scored)."""
+    result = results_for_version(Path(storage.artifacts_dir), version) or {}
+    return " | ".join(f"{name}: {headline(r)}" for name, r in result.get("datasets", {}).items())
 
 
 class ChampionConfig(dg.Config):
@@ -331,7 +345,7 @@ def _gallery_scores(instance: dg.DagsterInstance, version: str, configuration: s
     return {}
 
 
-@dg.asset(deps=[champion_model], group_name="model", code_version="1", kinds={"markdown"})
+@dg.asset(deps=[champion_model], group_name="model", code_version="2", kinds={"markdown"})
 def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> dg.MaterializeResult:
     """The champion's model card (Mitchell et al. 2019): Markdown here, a JSON twin beside it."""
     history = promotion_history(storage)
@@ -358,6 +372,9 @@ def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> d
             {"training": model_path.parent, "evaluation": evaluation_path.parent}
         ),
         lineage=lineage,
+        external=(
+            results_for_version(Path(storage.artifacts_dir), training["model_version"]) or {}
+        ).get("datasets"),
     )
     markdown = model_cards.render_markdown(card)
     folder = storage.run_dir("model_card", context.run_id)

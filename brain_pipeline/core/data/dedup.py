@@ -284,7 +284,7 @@ def _class_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["target_class"].value_counts().sort_index().items()}
 
 
-def _thumbnail_twins(
+def thumbnail_twins(
     train: pd.DataFrame, held_out: pd.DataFrame, threshold: float, block: int = 2048
 ) -> np.ndarray:
     """Per held-out row: does a training row reach the thumbnail cosine threshold?"""
@@ -317,7 +317,7 @@ def cross_split_near_duplicates(
     counts = {"thumbnail_twins": 0, "resaved_copies": 0, "held_out_with_a_near_duplicate": 0}
     if is_held_out.all() or not is_held_out.any():
         return counts
-    twins = _thumbnail_twins(rows[~is_held_out], rows[is_held_out], threshold)
+    twins = thumbnail_twins(rows[~is_held_out], rows[is_held_out], threshold)
     resaved_flags = np.zeros(len(twins), dtype=bool)
     if resaved_similarity is not None and "keypoints" in rows:
         rule = resaved.Acceptance(resaved_similarity)

@@ -49,6 +49,9 @@ ALZHEIMER_SOURCE_LABELS = frozenset(
 )
 
 CONFIG_FILE_NAME = "datasets.toml"
+# "training": the dataset feeds the index and the splits. "external": it is ingested and
+# grouped like the others but only ever scored (`external_evaluation`), never trained on.
+ROLES = ("training", "external")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 
 
@@ -63,6 +66,7 @@ class DatasetSpec:
     name: str
     root: Path
     class_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASS_MAP))
+    role: str = "training"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class RawDataConfig:
     def roots(self) -> dict[str, Path]:
         """Dataset name -> its root folder, to find a manifest row's file."""
         return {spec.name: spec.root for spec in self.datasets}
+
+    def names(self, role: str) -> list[str]:
+        """The datasets of one role ("training" or "external"), in declaration order."""
+        return [spec.name for spec in self.datasets if spec.role == role]
 
 
 def load_raw_data_config(data_dir: Path) -> RawDataConfig:
@@ -120,7 +128,18 @@ def _parse_config(data_dir: Path, config_path: Path) -> RawDataConfig:
             raise DatasetConfigError(
                 f"{config_path}: dataset {name!r} points at {root}, which is not a folder"
             )
-        datasets.append(DatasetSpec(name=_asset_safe_name(name), root=root, class_map=class_map))
+        role = table.get("role", "training")
+        if role not in ROLES:
+            raise DatasetConfigError(
+                f"{config_path}: dataset {name!r} has role {role!r}; use one of {', '.join(ROLES)}"
+            )
+        datasets.append(
+            DatasetSpec(name=_asset_safe_name(name), root=root, class_map=class_map, role=role)
+        )
+    if not any(spec.role == "training" for spec in datasets):
+        raise DatasetConfigError(
+            f"{config_path}: every dataset is external; at least one must be for training"
+        )
     masks_setting = raw.get("lesion_masks")
     masks = data_dir / masks_setting if masks_setting else None
     return RawDataConfig(data_dir, tuple(datasets), masks)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from brain_pipeline.core.artifacts import read_json
+from brain_pipeline.core.model.external import headline
 
 INTENDED_USE = {
     "primary_uses": "Research and teaching: how a CNN separates healthy, tumour and "
@@ -70,6 +71,7 @@ def metrics_section(metrics: dict[str, Any]) -> dict[str, Any]:
         },
         "per_source": metrics["per_dataset"],
         "within_source_healthy_vs_alzheimer": metrics["within_source_healthy_vs_alzheimer"],
+        "intervals": metrics.get("intervals"),
         "shortcut_probes": {
             "raw_file_probe_test_accuracy": held_out.get("raw_file_probe_test_accuracy"),
             "tensor_probe_test_accuracy": held_out.get("tensor_probe_test_accuracy"),
@@ -106,6 +108,7 @@ def build_card(
     explanation: dict[str, Any] | None,
     energy: dict[str, Any],
     lineage: list[dict[str, Any]],
+    external: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card as one JSON-ready dict, section by section as in Mitchell et al."""
     return {
@@ -128,6 +131,7 @@ def build_card(
         "intended_use": INTENDED_USE,
         "training_data": training_data(splits),
         "metrics": metrics_section(metrics),
+        "external_evaluation": external or {},
         "explanations": explanation or {"note": "no Grad-CAM gallery of this model version"},
         "energy": energy,
         "limitations": LIMITATIONS,
@@ -139,6 +143,32 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _external_lines(external: dict[str, Any]) -> list[str]:
+    """Datasets the model never trained on (role "external"), copies of training images out."""
+    if not external:
+        return []
+    lines = ["## External evaluation", ""]
+    for name, result in external.items():
+        copies = sum(result["copies_excluded"].values())
+        lines.append(
+            f"- {name}: {result['n_images']} images scored of {result['n_images_in_set']} "
+            f"({copies} copies of training images left out); {headline(result)}"
+        )
+    return [*lines, ""]
+
+
+def _interval_lines(intervals: dict[str, Any] | None) -> list[str]:
+    if not intervals:
+        return []
+    return [
+        f"{round(100 * intervals['level'])}% intervals ({intervals['method']}, "
+        f"{intervals['n_groups']} groups, {intervals['n_resamples']} resamples):",
+        "",
+        *_table(intervals["metrics"], ["estimate", "low", "high"]),
+        "",
+    ]
 
 
 def _table(rows: dict[str, dict[str, Any]], columns: list[str]) -> list[str]:
@@ -189,12 +219,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"Healthy vs Alzheimer within the Alzheimer source: {_fmt(within['accuracy'])} "
         f"({within['n_images']} images).",
         "",
+        *_interval_lines(metrics.get("intervals")),
         f"Shortcut probes on the same test split: raw-file probe "
         f"{_fmt(probes['raw_file_probe_test_accuracy'])}, tensor probe "
         f"{_fmt(probes['tensor_probe_test_accuracy'])}; the model's margin over them "
         f"{_fmt(probes['margin_over_raw_file_probe'])} and "
         f"{_fmt(probes['margin_over_tensor_probe'])}.",
         "",
+        *_external_lines(card.get("external_evaluation") or {}),
         "## Explanations (Grad-CAM)",
         *[f"- {k}: {_fmt(v)}" for k, v in card["explanations"].items() if not isinstance(v, list)],
         "",

@@ -16,6 +16,7 @@ from sklearn.metrics import (
 )
 
 from brain_pipeline.core.data.sources import ALZHEIMER_SOURCE_LABELS
+from brain_pipeline.core.model.intervals import group_bootstrap_intervals
 
 
 def expected_calibration_error(
@@ -158,13 +159,22 @@ def held_out_metrics(
     class_names: Sequence[str],
 ) -> dict:
     """Everything model_evaluation reports on the test rows: overall, per source dataset,
-    and healthy vs Alzheimer within the Alzheimer source (where no source cue helps)."""
+    healthy vs Alzheimer within the Alzheimer source (where no source cue helps), and 95%
+    intervals of the headline figures from a bootstrap over near-duplicate groups."""
     metrics = classification_metrics(labels, probabilities, class_names)
     metrics["per_dataset"] = metrics_by_group(
         labels, probabilities, list(test["dataset"]), class_names
     )
     metrics["within_source_healthy_vs_alzheimer"] = within_source_healthy_vs_alzheimer(
         test["source_label"], test["target_class"], probabilities, class_names
+    )
+    groups = test["group_id"] if "group_id" in test else test["sha256"]
+    metrics["intervals"] = group_bootstrap_intervals(
+        list(groups),
+        labels,
+        probabilities,
+        list(class_names),
+        np.isin(np.asarray(test["source_label"]), list(ALZHEIMER_SOURCE_LABELS)),
     )
     return metrics
 

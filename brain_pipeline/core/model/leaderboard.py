@@ -26,6 +26,8 @@ COLUMNS = [
     "epochs_run",
     "trained_at",
     "f1_macro",
+    "f1_macro_low",  # 95% interval over test groups (NaN for evaluations without one)
+    "f1_macro_high",
     "accuracy",
     "within_source_healthy_vs_alzheimer",
     "expected_calibration_error",
@@ -44,6 +46,15 @@ def model_version_of(model_folder: Path) -> str:
     """`<configuration>@<folder>` for a trained_model folder `.../<configuration>/<folder>`."""
     folder = Path(model_folder)
     return f"{folder.parent.name}@{folder.name}"
+
+
+def _interval_of(metrics: dict[str, Any], name: str) -> dict[str, float]:
+    """`<name>_low`, `<name>_high` of the group bootstrap (NaN for evaluations without it)."""
+    interval = (metrics.get("intervals") or {}).get("metrics", {}).get(name, {})
+    return {
+        f"{name}_low": interval.get("low", float("nan")),
+        f"{name}_high": interval.get("high", float("nan")),
+    }
 
 
 def _energy(folder: Path) -> tuple[float, float]:
@@ -74,6 +85,7 @@ def model_entry(evaluation_folder: Path) -> dict[str, Any]:
         "epochs_run": training["epochs_run"],
         "trained_at": pd.Timestamp(model_path.stat().st_mtime, unit="s", tz="UTC"),
         "f1_macro": metrics["f1_macro"],
+        **_interval_of(metrics, "f1_macro"),
         "accuracy": metrics["accuracy"],
         "within_source_healthy_vs_alzheimer": metrics["within_source_healthy_vs_alzheimer"][
             "accuracy"

@@ -1,0 +1,116 @@
+"""external_evaluation: the model on datasets it never trained on (role = "external")."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.data import external, manifest_io
+from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.model.external import RESULT_FILE, external_scores, headline
+from brain_pipeline.core.model.leaderboard import model_version_of
+from brain_pipeline.core.model.tensors import tensors_for_rows
+from brain_pipeline.core.model.training import predict_probabilities
+from brain_pipeline.core.serving.predictor import preprocessing_for
+from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
+from brain_pipeline.defs.support import ArtifactStep, markdown_table, progress_log
+from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
+
+NONE_CONFIGURED = (
+    'No dataset has `role = "external"` in datasets.toml: nothing to score. Declare a download '
+    "the model must never train on that way to see how the model does on it."
+)
+
+
+@dg.asset(
+    deps=[trained_model, "image_manifest"],
+    group_name="model",
+    code_version="1",
+    kinds={"scikitlearn"},
+    partitions_def=TRAINING_CONFIGURATIONS,
+)
+def external_evaluation(
+    context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
+) -> dg.MaterializeResult:
+    """The model on each external dataset, copies of training images left out and counted."""
+    raw = storage.raw_data()
+    names = {role: raw.names(role) for role in ("training", "external")}
+    step = ArtifactStep(
+        context, storage, config=names, upstream=["trained_model", "image_manifest"], carbon=carbon
+    )
+    if reused := step.reused():
+        return reused
+    model_file = step.upstream["trained_model"]
+    version = model_version_of(model_file.folder)
+    if not names["external"]:
+        path = write_json(step.folder / RESULT_FILE, {"model_version": version, "datasets": {}})
+        return step.result(
+            {
+                "model_version": version,
+                "n_external_datasets": 0,
+                "note": dg.MetadataValue.md(NONE_CONFIGURED),
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+    manifest = manifest_io.read_without_blobs(
+        step.upstream["image_manifest"].path, keep=manifest_io.BLOB_COLUMNS
+    )
+    pool = external.scorable_rows(manifest, names["training"])
+    with step.tracked(model_version=version):
+        results, tables = _score_each(context, storage, model_file.path, manifest, pool, names)
+    path = write_json(step.folder / RESULT_FILE, {"model_version": version, "datasets": results})
+    for name, table in tables.items():
+        write_parquet(step.folder / f"{name}.parquet", table)
+    summary = pd.DataFrame(
+        {
+            name: {
+                "images": r["n_images_in_set"],
+                **r["copies_excluded"],
+                "scored": r["n_images"],
+                "groups": r["n_groups"],
+                "scores (95% interval)": headline(r),
+            }
+            for name, r in results.items()
+        }
+    ).T
+    return step.result(
+        {
+            "model_version": version,
+            "n_external_datasets": len(results),
+            "external_datasets": markdown_table(summary),
+            "scores": dg.MetadataValue.json(results),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
+
+
+def _score_each(context, storage, model_path, manifest, pool, names):
+    """Per external dataset: copies found, the rest scored; (results, per-image tables)."""
+    import keras
+
+    model = keras.models.load_model(model_path)
+    preprocessing = preprocessing_for(model_path, int(model.input_shape[1]))
+    roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
+    results, tables = {}, {}
+    for name in names["external"]:
+        rows = external.scorable_rows(manifest, [name])
+        context.log.info(f"{name}: {len(rows)} images; looking for copies of training images")
+        flags = external.copies_of_training_pool(rows, pool)
+        kept = rows[~flags["excluded"]].reset_index(drop=True)
+        kept = kept.assign(group=external.groups_within(kept))
+        probabilities = np.zeros((0, len(TARGET_CLASSES)))
+        if len(kept):
+            tensors, _ = tensors_for_rows(kept, roots, preprocessing, cache, progress_log(context))
+            probabilities = predict_probabilities(model, tensors)
+        scores = external_scores(kept, probabilities, TARGET_CLASSES)
+        scores["n_images_in_set"] = len(rows)
+        scores["copies_excluded"] = {k: int(flags[k].sum()) for k in external.COPY_KINDS}
+        results[name] = scores
+        table = rows[["sha256", "path", "source_label", "target_class"]].join(flags)
+        predicted = pd.Series(pd.NA, index=table.index, dtype="object")
+        if len(kept):
+            predicted[~flags["excluded"].to_numpy()] = [
+                TARGET_CLASSES[i] for i in probabilities.argmax(axis=1)
+            ]
+        tables[name] = table.assign(predicted_class=predicted)
+    return results, tables
