@@ -29,6 +29,7 @@ from brain_pipeline.core.model.external import headline, results_for_version
 from brain_pipeline.core.model.leaderboard import leaderboard_table, model_entry
 from brain_pipeline.core.model.promotion import (
     DEFAULT_MARGIN,
+    REGISTRY_DIR,
     Comparison,
     Decision,
     PromotionHistory,
@@ -48,7 +49,6 @@ from brain_pipeline.defs.support import (
     upstream_artifact,
 )
 
-REGISTRY_DIR = "model_registry"
 BOARD_COLUMNS = [
     "model_version",
     "f1_macro",

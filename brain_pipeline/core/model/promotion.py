@@ -22,6 +22,7 @@ from sklearn.metrics import f1_score
 
 DEFAULT_MARGIN = 0.01
 HISTORY_FILE_NAME = "promotions.jsonl"
+REGISTRY_DIR = "model_registry"  # under the artifacts root: the history and its lock
 
 
 @dataclass(frozen=True)

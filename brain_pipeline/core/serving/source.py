@@ -9,11 +9,9 @@ from pathlib import Path
 
 from brain_pipeline.core.lineage import provenance_chain
 from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.promotion import PromotionHistory
+from brain_pipeline.core.model.promotion import REGISTRY_DIR, PromotionHistory
 from brain_pipeline.core.serving.guard import find_guard
 from brain_pipeline.core.serving.predictor import Predictor
-
-REGISTRY_DIR = "model_registry"
 
 
 class NoModelError(FileNotFoundError):
