@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchdata import in_child  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,13 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _peak_rss_gb() -> float:
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def _in_child(function, *args):
-    """Run one phase in a fresh process, so memory and TensorFlow state start clean."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result()
 
 
 SPLITS_FILE = "splits.parquet"
@@ -104,35 +97,6 @@ def prepare(args_dict: dict) -> dict:
         "split_class_counts": by_class,
         "prepare_seconds": time.perf_counter() - started,
     }
-
-
-class _EpochClock:
-    """Wall time and validation macro-F1 at the end of every epoch."""
-
-    def __init__(self, val_x, val_y, n_classes: int) -> None:
-        self.val_x, self.val_y, self.n_classes = val_x, val_y, n_classes
-        self.started = time.perf_counter()
-        self.points: list[dict] = []
-
-    def record(self, model) -> float:
-        import numpy as np
-        from sklearn.metrics import f1_score
-
-        predicted = []
-        for start in range(0, len(self.val_x), 32):
-            batch = np.asarray(self.val_x[start : start + 32], dtype=np.float32)
-            predicted.append(model.predict_on_batch(batch).argmax(axis=1))
-        f1 = float(
-            f1_score(
-                self.val_y,
-                np.concatenate(predicted),
-                labels=list(range(self.n_classes)),
-                average="macro",
-                zero_division=0,
-            )
-        )
-        self.points.append({"seconds": time.perf_counter() - self.started, "val_macro_f1": f1})
-        return f1
 
 
 def throughput(args_dict: dict) -> dict:
@@ -215,7 +179,6 @@ def throughput(args_dict: dict) -> dict:
 
 
 def default_run(args_dict: dict) -> dict:
-    import keras
     import numpy as np
     import pandas as pd
 
@@ -224,19 +187,12 @@ def default_run(args_dict: dict) -> dict:
     from brain_pipeline.core.model import evaluation
     from brain_pipeline.core.model.training import predict_probabilities, train_classifier
 
+    from benchdata import EpochClock
+
     config, table, parts = _load(args_dict)
     (_, train_x, train_y), (_, val_x, val_y) = parts["train"], parts["val"]
     test, test_x, test_y = parts["test"]
-    clock = _EpochClock(val_x, val_y, len(TARGET_CLASSES))
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            f1 = clock.record(self.model)
-            print(
-                f"  default epoch {epoch + 1}: val macro-F1 {f1:.3f} "
-                f"at {clock.points[-1]['seconds']:.0f} s",
-                flush=True,
-            )
+    clock = EpochClock(val_x, val_y, len(TARGET_CLASSES), label="default")
 
     with tempfile.TemporaryDirectory() as scratch:
         result = train_classifier(
@@ -248,7 +204,7 @@ def default_run(args_dict: dict) -> dict:
             class_names=TARGET_CLASSES,
             resume_dir=Path(scratch) / "resume",
             log=lambda _: None,
-            extra_callbacks=[Clock()],
+            extra_callbacks=[clock.callback()],
         )
     probabilities = predict_probabilities(result.model, test_x)
     metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
@@ -303,13 +259,13 @@ def main(argv: list[str] | None = None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         shared = {**vars(args), "work_dir": str(work)}
         print("prepare: splits and tensor caches", flush=True)
-        summary = _in_child(prepare, shared)
+        summary = in_child(prepare, shared)
         print(json.dumps(summary), flush=True)
         print("throughput: streaming vs in-memory", flush=True)
-        summary.update(_in_child(throughput, shared))
+        summary.update(in_child(throughput, shared))
         print(f"streaming_vs_inmemory {summary['streaming_vs_inmemory']:.3f}", flush=True)
         print("default: full training and test", flush=True)
-        default = _in_child(default_run, shared)
+        default = in_child(default_run, shared)
         print(json.dumps({k: v for k, v in default.items() if k != "epoch_clock"}), flush=True)
         summary.update(default)
     # The per-epoch clock goes on its own line, so the last line stays readable.

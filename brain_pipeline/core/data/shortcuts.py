@@ -132,9 +132,20 @@ def held_out_probe_accuracy(
     seed: int = 0,
 ) -> float:
     """The probe trained on the train split and scored on the test split: the model's bar."""
+    predicted = held_out_probe_predictions(train_features, train_labels, test_features, seed)
+    return float((predicted == np.asarray(test_labels)).mean())
+
+
+def held_out_probe_predictions(
+    train_features: pd.DataFrame,
+    train_labels: Sequence[str],
+    test_features: pd.DataFrame,
+    seed: int = 0,
+) -> np.ndarray:
+    """The probe's class for each test row, trained on the train rows (for paired margins)."""
     with threadpool_limits(limits=1, user_api="openmp"):
         model = _probe(seed).fit(train_features, np.asarray(train_labels))
-        return float((model.predict(test_features) == np.asarray(test_labels)).mean())
+        return model.predict(test_features)
 
 
 def audit_splits(

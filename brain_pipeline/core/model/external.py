@@ -18,7 +18,7 @@ import pandas as pd
 
 from brain_pipeline.core.model.intervals import (
     group_bootstrap_intervals,
-    group_bootstrap_proportion,
+    group_bootstrap_mean,
 )
 
 RESULT_FILE = "external.json"
@@ -60,7 +60,7 @@ def external_scores(
     for name, (asked, right) in binary_answers(truth, probabilities, class_names).items():
         questions[name] = {
             "n_images": int(asked.sum()),
-            "accuracy": group_bootstrap_proportion(groups[asked], right[asked]),
+            "accuracy": group_bootstrap_mean(groups[asked], right[asked]),
         }
     scores["questions"] = questions
     scores["per_folder_label"] = _per_label(rows, truth, probabilities, class_names)

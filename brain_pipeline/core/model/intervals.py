@@ -78,13 +78,11 @@ def group_bootstrap_intervals(
     confusion, within, names = _group_counts(
         np.asarray(groups), y_true, y_pred, n_classes, inside, inside_correct
     )
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=n_resamples)
+    draws = _draws(len(names), n_resamples, seed)
     estimate = _metrics(
         confusion.sum(axis=0, keepdims=True), within.sum(axis=0, keepdims=True), n_classes
     )
     resampled = _metrics(draws @ confusion, draws @ within, n_classes)
-    tail = (1.0 - level) / 2 * 100
     intervals = {}
     for key, values in resampled.items():
         name = key if not key[3:].isdigit() else f"f1_{class_names[int(key[3:])]}"
@@ -92,8 +90,7 @@ def group_bootstrap_intervals(
         point = float(estimate[key][0])
         if not np.isfinite(point) or finite.size == 0:
             continue
-        low, high = np.percentile(finite, [tail, 100 - tail])
-        intervals[name] = {"estimate": point, "low": float(low), "high": float(high)}
+        intervals[name] = _interval(point, finite, level)
     return {
         "level": level,
         "n_resamples": n_resamples,
@@ -115,24 +112,34 @@ def _within_source(within_source, probabilities, y_true, class_names):
     return inside, correct
 
 
-def group_bootstrap_proportion(
+def group_bootstrap_mean(
     groups: Sequence[str],
-    correct: np.ndarray,
+    values: np.ndarray,
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
 ) -> dict[str, float] | None:
-    """A share of right answers with its percentile interval over groups (None when empty)."""
-    correct = np.asarray(correct, dtype=float)
-    if correct.size == 0:
+    """The mean of per-image `values` with its percentile interval over groups (None when
+    empty): a share of right answers (values 0/1), or a paired difference such as one
+    model's right answers minus another's on the same images (values -1/0/1)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
         return None
     names, index = np.unique(np.asarray(groups), return_inverse=True)
-    sums = np.stack([np.bincount(index, correct, len(names)), np.bincount(index, None, len(names))])
-    draws = np.random.default_rng(seed).multinomial(
-        len(names), np.full(len(names), 1.0 / len(names)), size=n_resamples
-    )
-    resampled = (draws @ sums[0]) / (draws @ sums[1])
+    sums, counts = np.bincount(index, values, len(names)), np.bincount(index, None, len(names))
+    draws = _draws(len(names), n_resamples, seed)
+    return _interval(float(values.mean()), (draws @ sums) / (draws @ counts), level)
+
+
+def _draws(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each group is drawn in each resample (rows: resamples)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_resamples)
+
+
+def _interval(estimate: float, resampled: np.ndarray, level: float) -> dict[str, float]:
+    """The percentile interval of `resampled` at `level`, beside the point estimate."""
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(resampled, [tail, 100 - tail])
-    return {"estimate": float(correct.mean()), "low": float(low), "high": float(high)}
+    return {"estimate": estimate, "low": float(low), "high": float(high)}

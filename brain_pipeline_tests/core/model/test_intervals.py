@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from brain_pipeline.core.model.intervals import group_bootstrap_intervals
+from brain_pipeline.core.model.intervals import group_bootstrap_intervals, group_bootstrap_mean
 
 CLASSES = ["healthy_brain", "tumor_brain", "alzheimer_brain"]
 
@@ -79,3 +79,19 @@ def test_no_alzheimer_source_rows_leave_that_interval_out_and_bad_levels_are_nam
     assert again == result  # seeded
     with pytest.raises(ValueError, match="interval level"):
         group_bootstrap_intervals(groups, truth, probabilities, CLASSES, level=0.3)
+
+
+def test_paired_difference_interval_is_over_groups() -> None:
+    """The mean of a paired difference (one model right, the other wrong): its interval
+    covers the estimate, is a single point when every group agrees, and is wider when the
+    same images come in fewer, larger groups."""
+    rng = np.random.default_rng(1)
+    difference = rng.choice([-1.0, 0.0, 1.0], size=600, p=[0.2, 0.5, 0.3])
+    many = group_bootstrap_mean([f"g{i}" for i in range(600)], difference)
+    few = group_bootstrap_mean(np.repeat([f"g{i}" for i in range(20)], 30), np.sort(difference))
+    assert many["estimate"] == pytest.approx(difference.mean())
+    assert many["low"] < many["estimate"] < many["high"]
+    assert few["high"] - few["low"] > 2 * (many["high"] - many["low"])
+    same = group_bootstrap_mean(["a", "a", "b"], np.ones(3))
+    assert (same["low"], same["high"]) == (1.0, 1.0)
+    assert group_bootstrap_mean([], np.array([])) is None

@@ -1,0 +1,462 @@
+"""Cross-validation by near-duplicate group of one training configuration, and
+leave-one-source-out, on a real data folder.
+
+    .venv/bin/python benchmarks/cv.py --data-dir /path/to/datasets --work-dir DIR \\
+        [--configuration NAME] [--folds 5] [--budget-minutes 150]
+
+1. prepare - the manifest and the balanced index of the training datasets with the
+   pipeline's defaults. Every near-duplicate group goes to one of k folds (scikit-learn's
+   StratifiedGroupKFold: a subject never sits in two folds, each fold holds about the same
+   share of each class); one tensor cache for the whole index.
+2. leave one source out - for each training source, the other sources are indexed as the
+   pipeline would index them and a model is trained on them (15% of their groups for
+   validation); the left-out source is then scored as an external dataset: its copies of
+   training-pool images (exact, thumbnail twin, re-saved) are left out and counted, and the
+   questions its labels answer are scored with intervals over its own groups. A source is
+   skipped, with the reason, when one of its classes exists in no other source or fewer than
+   `--min-source-images` images are left once its copies are out.
+3. folds - for each fold: train on the other folds (15% of their groups for validation, where
+   the epoch clock measures macro-F1 after every epoch), test on the fold: accuracy,
+   macro-F1, per-class F1, within-source healthy vs Alzheimer, ECE, 95% intervals over groups;
+   the raw-file probe (gradient boosting on size, channels, format, brightness) trained on
+   the same training images, and the model's margin over it on the same test images, with an
+   interval over groups; the tensor probe; kWh of the training (codecarbon, as the pipeline
+   measures it).
+
+Each fold and each source runs in a fresh process and writes its result to the work folder
+when it ends; a later run with the same work folder and settings reuses what is there, so a
+run stopped by `--budget-minutes` (no fold is started that would not fit) can be continued.
+
+Prints progress, then one JSON object as the last line: the mean and spread (sample standard
+deviation over folds) of each metric, pooled out-of-fold figures with 95% intervals over
+groups, and the leave-one-source-out table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchdata import in_child  # noqa: E402
+
+VAL_FRACTION = 0.15
+VAL_SALT = "cv-validation"
+TARGET_MACRO_F1 = 0.80
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--work-dir", type=Path, required=True, help="caches and results")
+    parser.add_argument("--configuration", default=None, help="sweep.toml name; default: its")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment")
+    parser.add_argument("--budget-minutes", type=float, default=None)
+    parser.add_argument("--min-source-images", type=int, default=50)
+    parser.add_argument("--skip-sources", action="store_true", help="no leave-one-source-out")
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error(f"--folds must be at least 2, got {args.folds}")
+    if not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a folder")
+    return args
+
+
+def _config(args: dict):
+    from brain_pipeline.core.model.sweep import load_sweep
+
+    sweep = load_sweep()
+    return sweep.resolve(args["configuration"] or sweep.default)
+
+
+def _settings(args: dict) -> dict:
+    """What the cached results depend on; a work folder holds the results of one of these."""
+    return {
+        "data_dir": str(Path(args["data_dir"]).resolve()),
+        "config": _config(args).as_dict(),
+        "folds": args["folds"],
+        "seed": args["seed"],
+    }
+
+
+def _validation_rows(frame):
+    """Rows whose group falls in the validation share (by the hash of its group key)."""
+    from brain_pipeline.core.data.splits import group_position
+
+    return frame["group_id"].map(lambda g: group_position(g, VAL_SALT) < VAL_FRACTION).to_numpy()
+
+
+def prepare(args: dict) -> dict:
+    """Manifest, balanced index with a fold per group, and one tensor cache of the index."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from brain_pipeline.core.data.manifest import build_manifest
+    from brain_pipeline.core.data.sources import load_raw_data_config
+    from brain_pipeline.core.model.tensors import tensors_for_rows
+
+    started, work = time.perf_counter(), Path(args["work_dir"])
+    raw = load_raw_data_config(Path(args["data_dir"]))
+    manifest, _ = build_manifest(raw.datasets)
+    manifest.to_parquet(work / "manifest.parquet")
+    index = _index(manifest[manifest["dataset"].isin(raw.names("training"))])
+    folds = StratifiedGroupKFold(n_splits=args["folds"], shuffle=True, random_state=args["seed"])
+    index["fold"] = -1
+    for fold, (_, test) in enumerate(
+        folds.split(index, index["target_class"], groups=index["group_id"])
+    ):
+        index.loc[index.index[test], "fold"] = fold
+    thumbnails = manifest.drop_duplicates("sha256").set_index("sha256")["thumbnail"]
+    index["thumbnail"] = index["sha256"].map(thumbnails)
+    index.to_parquet(work / "folds.parquet")
+    tensors_for_rows(index, raw.roots, _config(args).preprocessing, work / "tensors", _progress)
+    counts = index.groupby(["fold", "target_class"]).size().unstack(fill_value=0)
+    return {
+        "n_images": len(index),
+        "n_groups": int(index["group_id"].nunique()),
+        "fold_class_counts": {int(k): v for k, v in counts.to_dict(orient="index").items()},
+        "prepare_seconds": time.perf_counter() - started,
+    }
+
+
+def _index(manifest):
+    """The pipeline's balanced, grouped index of these manifest rows."""
+    from brain_pipeline.core.data import dedup
+
+    settings = dedup.IndexSettings()
+    return dedup.build_balanced_index(
+        manifest,
+        seed=settings.seed,
+        near_duplicate_cosine=settings.near_duplicate_cosine,
+        resaved_similarity=settings.resaved_similarity,
+    )[0].reset_index(drop=True)
+
+
+def _progress(done: int, total: int) -> None:
+    if done == total or done % 2000 == 0:
+        print(f"  tensors {done}/{total}", flush=True)
+
+
+def _train(config, train, val, label: str, work: Path) -> dict:
+    """Train one model on (tensors, labels) pairs; its clock, energy and the model."""
+    import tempfile
+
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.emissions import TrackerSettings, track_step
+    from brain_pipeline.core.model.training import train_classifier
+
+    from benchdata import EpochClock
+
+    clock = EpochClock(val[0], val[1], len(TARGET_CLASSES), label=label)
+    with (
+        tempfile.TemporaryDirectory(dir=work) as scratch,
+        track_step(TrackerSettings(), asset_key=label, run_id="cv") as measurement,
+    ):
+        result = train_classifier(
+            *train,
+            *val,
+            config,
+            class_names=TARGET_CLASSES,
+            resume_dir=Path(scratch) / "resume",
+            log=lambda _: None,
+            extra_callbacks=[clock.callback()],
+        )
+    reached = clock.first_reached(TARGET_MACRO_F1)
+    return {
+        "model": result.model,
+        "train_seconds": result.train_seconds,
+        "epochs_run": result.epochs_run,
+        "kwh": _number(measurement.record.get("energy_kwh")),
+        "minutes_to_val_macro_f1_080": None if reached is None else reached / 60,
+        "epoch_clock": clock.points,
+    }
+
+
+def _number(value) -> float | None:
+    """A measured figure, or None where codecarbon measured nothing (None or NaN)."""
+    return None if value is None or value != value else float(value)
+
+
+def run_fold(args: dict, fold: int) -> dict:
+    """Train on every fold but `fold`, test on it; writes its predictions beside the result."""
+    import numpy as np
+    import pandas as pd
+
+    from brain_pipeline.core.data.sources import TARGET_CLASSES, load_raw_data_config
+    from brain_pipeline.core.model.tensors import tensors_for_rows
+    from brain_pipeline.core.model.training import predict_probabilities
+
+    work, config = Path(args["work_dir"]), _config(args)
+    index = pd.read_parquet(work / "folds.parquet")
+    raw = load_raw_data_config(Path(args["data_dir"]))
+    tensors, labels = tensors_for_rows(index, raw.roots, config.preprocessing, work / "tensors")
+    test = (index["fold"] == fold).to_numpy()
+    val = ~test & _validation_rows(index)
+    train = ~test & ~val
+    part = {
+        name: (np.asarray(tensors[mask]), labels[mask])
+        for name, mask in (("train", train), ("val", val), ("test", test))
+    }
+    trained = _train(config, part["train"], part["val"], f"fold {fold}", work)
+    probabilities = predict_probabilities(trained.pop("model"), part["test"][0])
+    rows = index[test].reset_index(drop=True)
+    predictions = rows[["sha256", "group_id", "dataset", "source_label", "target_class"]].copy()
+    for position, name in enumerate(TARGET_CLASSES):
+        predictions[f"p_{name}"] = probabilities[:, position]
+    predictions["probe_class"] = _raw_probe(index[train], rows)
+    predictions.to_parquet(work / f"fold_{fold}_predictions.parquet")
+    return {
+        "fold": fold,
+        "n_train": int(train.sum()),
+        "n_val": int(val.sum()),
+        "n_test": int(test.sum()),
+        **trained,
+        **_scores(predictions),
+        "tensor_probe_accuracy": _tensor_probe(part, index, train, test),
+    }
+
+
+def _raw_probe(train_rows, test_rows):
+    """The raw-file probe's class for each test row, trained on the training rows."""
+    from brain_pipeline.core.data import shortcuts
+
+    return shortcuts.held_out_probe_predictions(
+        shortcuts.raw_file_statistics(train_rows),
+        train_rows["target_class"],
+        shortcuts.raw_file_statistics(test_rows),
+    )
+
+
+def _tensor_probe(part: dict, index, train, test) -> float:
+    from brain_pipeline.core.data import shortcuts
+
+    return shortcuts.held_out_probe_accuracy(
+        shortcuts.tensor_statistics(part["train"][0]),
+        index["target_class"][train],
+        shortcuts.tensor_statistics(part["test"][0]),
+        index["target_class"][test],
+    )
+
+
+def _scores(predictions) -> dict:
+    """The test figures of out-of-fold predictions (one fold's, or all folds' pooled)."""
+    import numpy as np
+
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.model import evaluation
+    from brain_pipeline.core.model.intervals import group_bootstrap_mean
+
+    probabilities = predictions[[f"p_{c}" for c in TARGET_CLASSES]].to_numpy()
+    truth = np.array([TARGET_CLASSES.index(c) for c in predictions["target_class"]])
+    metrics = evaluation.held_out_metrics(predictions, truth, probabilities, TARGET_CLASSES)
+    report = metrics["classification_report"]
+    model_right = probabilities.argmax(axis=1) == truth
+    probe_right = (predictions["probe_class"] == predictions["target_class"]).to_numpy()
+    return {
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["f1_macro"],
+        **{f"f1_{c}": report[c]["f1-score"] for c in TARGET_CLASSES},
+        "within_source": metrics["within_source_healthy_vs_alzheimer"]["accuracy"],
+        "ece": metrics["expected_calibration_error"],
+        "roc_auc_macro": metrics["roc_auc_macro"],
+        "raw_probe_accuracy": float(probe_right.mean()),
+        "margin_over_raw_probe": group_bootstrap_mean(
+            predictions["group_id"], model_right.astype(float) - probe_right
+        ),
+        "n_test_groups": metrics["intervals"]["n_groups"],
+        "intervals": metrics["intervals"]["metrics"],
+        "per_source": metrics["per_dataset"],
+    }
+
+
+def run_source(args: dict, source: str) -> dict:
+    """Train without `source`, score it as an external dataset (or say why not)."""
+    import pandas as pd
+
+    from brain_pipeline.core.data import external
+
+    work = Path(args["work_dir"])
+    manifest = pd.read_parquet(work / "manifest.parquet")
+    others = [d for d in _training_names(args["data_dir"]) if d != source]
+    pool = external.scorable_rows(manifest, others)
+    held = external.scorable_rows(manifest, [source])
+    missing = sorted(set(held["target_class"]) - set(pool["target_class"]))
+    result: dict = {"source": source, "n_images": len(held), "trained_on": others}
+    if missing:
+        return result | {"skipped": f"its class {', '.join(missing)} is in no other source"}
+    copies = external.copies_of_training_pool(held, pool)
+    kept = held[~copies["excluded"].to_numpy()].reset_index(drop=True)
+    result["excluded_copies"] = {k: int(copies[k].sum()) for k in external.COPY_KINDS}
+    result["n_scored"] = len(kept)
+    if len(kept) < args["min_source_images"] or kept["target_class"].nunique() < 2:
+        return result | {
+            "skipped": f"{len(kept)} images of {kept['target_class'].nunique()} class(es) are "
+            f"left once copies of the other sources' images are out"
+        }
+    return result | _train_and_score(args, manifest[manifest["dataset"].isin(others)], kept)
+
+
+def _training_names(data_dir: str) -> list[str]:
+    from brain_pipeline.core.data.sources import load_raw_data_config
+
+    return load_raw_data_config(Path(data_dir)).names("training")
+
+
+def _train_and_score(args: dict, pool_manifest, kept) -> dict:
+    """Index and train on the pool as the pipeline would; score `kept` (external rows)."""
+    from brain_pipeline.core.data import external
+    from brain_pipeline.core.data.sources import TARGET_CLASSES, load_raw_data_config
+    from brain_pipeline.core.model.external import external_scores
+    from brain_pipeline.core.model.tensors import tensors_for_rows
+    from brain_pipeline.core.model.training import predict_probabilities
+
+    work, config = Path(args["work_dir"]), _config(args)
+    roots = load_raw_data_config(Path(args["data_dir"])).roots
+    index = _index(pool_manifest)
+    val = _validation_rows(index)
+
+    def tensors(frame):
+        return tensors_for_rows(frame, roots, config.preprocessing, work / "tensors")
+
+    label = f"without {kept['dataset'].iloc[0]}"
+    trained = _train(config, tensors(index[~val]), tensors(index[val]), label, work)
+    probabilities = predict_probabilities(trained.pop("model"), tensors(kept)[0])
+    scores = external_scores(
+        kept.assign(group=external.groups_within(kept)), probabilities, TARGET_CLASSES
+    )
+    trained.pop("epoch_clock")
+    counts = index[~val]["target_class"].value_counts().to_dict()
+    return {"n_train": int((~val).sum()), "train_class_counts": counts, **trained, **scores}
+
+
+def _cached(path: Path, compute) -> dict:
+    """The JSON result at `path`, computing and writing it first when absent."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.write_text(json.dumps(result, indent=1, default=_plain))
+    return result
+
+
+def _plain(value):
+    """numpy scalars as Python numbers, for JSON."""
+    return value.item()
+
+
+def _check_work_dir(args: dict) -> None:
+    work = Path(args["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    settings, path = _settings(args), work / "settings.json"
+    if path.exists() and json.loads(path.read_text()) != settings:
+        raise SystemExit(
+            f"{path} was written for other settings (data, configuration, folds or seed); "
+            "use another --work-dir"
+        )
+    path.write_text(json.dumps(settings, indent=1))
+
+
+def _run_folds(args: dict, started: float) -> list[dict]:
+    """Every fold whose result exists or fits the budget, in order."""
+    work, results, longest = Path(args["work_dir"]), [], 0.0
+    for fold in range(args["folds"]):
+        path = work / f"fold_{fold}.json"
+        elapsed = (time.perf_counter() - started) / 60
+        budget = args["budget_minutes"]
+        if not path.exists() and budget is not None and elapsed + longest > budget:
+            print(f"fold {fold}: not started ({elapsed:.0f} of {budget:.0f} min used)", flush=True)
+            continue
+        print(f"fold {fold + 1} of {args['folds']}", flush=True)
+        fold_started = time.perf_counter()
+        result = _cached(path, lambda fold=fold: in_child(run_fold, args, fold))
+        longest = max(longest, (time.perf_counter() - fold_started) / 60)
+        print(f"  fold {fold}: {_line(result)}", flush=True)
+        results.append(result)
+    return results
+
+
+def _line(result: dict) -> str:
+    return (
+        f"macro-F1 {result['macro_f1']:.3f}, accuracy {result['accuracy']:.3f}, within source "
+        f"{result['within_source']:.3f}, ECE {result['ece']:.3f}, raw probe "
+        f"{result['raw_probe_accuracy']:.3f}, {result['train_seconds'] / 60:.1f} min"
+    )
+
+
+METRICS = (
+    "macro_f1",
+    "accuracy",
+    "f1_healthy_brain",
+    "f1_tumor_brain",
+    "f1_alzheimer_brain",
+    "within_source",
+    "ece",
+    "roc_auc_macro",
+    "raw_probe_accuracy",
+    "tensor_probe_accuracy",
+    "train_seconds",
+    "kwh",
+)
+
+
+def summarise(args: dict, folds: list[dict], sources: dict[str, dict]) -> dict:
+    """Mean and spread over folds, pooled out-of-fold figures, leave-one-source-out."""
+    import numpy as np
+    import pandas as pd
+
+    summary: dict = {"configuration": _settings(args)["config"], "cv_k": args["folds"]}
+    summary["cv_folds_completed"] = len(folds)
+    for name in METRICS:
+        values = [f[name] for f in folds if f.get(name) is not None]
+        summary[f"cv_{name}_mean"] = float(np.mean(values)) if values else None
+        summary[f"cv_{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    minutes = [f["minutes_to_val_macro_f1_080"] for f in folds]
+    summary["minutes_to_macro_f1_080_per_fold"] = minutes
+    reached = folds and all(m is not None for m in minutes)
+    summary["minutes_to_macro_f1_080"] = float(np.mean(minutes)) if reached else None
+    summary["margin_over_raw_probe_per_fold"] = [f["margin_over_raw_probe"] for f in folds]
+    if folds:
+        work = Path(args["work_dir"])
+        pooled = pd.concat(
+            pd.read_parquet(work / f"fold_{f['fold']}_predictions.parquet") for f in folds
+        )
+        scores = _scores(pooled.reset_index(drop=True))
+        summary["pooled_out_of_fold"] = {
+            "n_images": len(pooled),
+            "n_groups": scores["n_test_groups"],
+            "intervals": scores["intervals"],
+            "margin_over_raw_probe": scores["margin_over_raw_probe"],
+            "raw_probe_accuracy": scores["raw_probe_accuracy"],
+            "ece": scores["ece"],
+        }
+    summary["leave_one_source_out"] = sources
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(parse_args(argv))
+    args["data_dir"], args["work_dir"] = str(args["data_dir"]), str(args["work_dir"])
+    started = time.perf_counter()
+    _check_work_dir(args)
+    work = Path(args["work_dir"])
+    print("prepare: manifest, index, folds, tensors", flush=True)
+    prepared = _cached(work / "prepared.json", lambda: in_child(prepare, args))
+    print(json.dumps(prepared), flush=True)
+    sources: dict[str, dict] = {}
+    for source in [] if args["skip_sources"] else _training_names(args["data_dir"]):
+        print(f"leave out {source}", flush=True)
+        path = work / f"source_{source}.json"
+        sources[source] = _cached(path, lambda source=source: in_child(run_source, args, source))
+        print(f"  {json.dumps({k: v for k, v in sources[source].items()})}", flush=True)
+    summary = summarise(args, _run_folds(args, started), sources)
+    summary["prepare"] = prepared
+    summary["wall_minutes"] = (time.perf_counter() - started) / 60
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
