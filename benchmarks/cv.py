@@ -23,9 +23,10 @@ leave-one-source-out, on a real data folder.
    interval over groups; the tensor probe; kWh of the training (codecarbon, as the pipeline
    measures it).
 
-Each fold and each source runs in a fresh process and writes its result to the work folder
-when it ends; a later run with the same work folder and settings reuses what is there, so a
-run stopped by `--budget-minutes` (no fold is started that would not fit) can be continued.
+Each fold and each source runs in a fresh process and writes its result (and each fold its
+model and test predictions) to the work folder when it ends; a later run with the same work
+folder and settings reuses what is there, so a run stopped by `--budget-minutes` (no fold is
+started that would not fit) can be continued.
 
 Prints progress, then one JSON object as the last line: the mean and spread (sample standard
 deviation over folds) of each metric, pooled out-of-fold figures with 95% intervals over
@@ -203,7 +204,9 @@ def run_fold(args: dict, fold: int) -> dict:
         for name, mask in (("train", train), ("val", val), ("test", test))
     }
     trained = _train(config, part["train"], part["val"], f"fold {fold}", work)
-    probabilities = predict_probabilities(trained.pop("model"), part["test"][0])
+    model = trained.pop("model")
+    model.save(work / f"fold_{fold}.keras")  # for later looks at the same folds
+    probabilities = predict_probabilities(model, part["test"][0])
     rows = index[test].reset_index(drop=True)
     predictions = rows[["sha256", "group_id", "dataset", "source_label", "target_class"]].copy()
     for position, name in enumerate(TARGET_CLASSES):
