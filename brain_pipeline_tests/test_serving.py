@@ -72,6 +72,12 @@ def test_a_non_mri_image_is_flagged_and_given_no_class(
     assert real["in_distribution"] is True
     refused = client.post("/explain", files={"file": ("noise.png", _noise_png(), "image/png")})
     assert refused.status_code == 422 and refused.json()["error"] == "out_of_distribution"
+    # No Grad-CAM is computed for a refused image; an accepted one gets its map.
+    predictor = client.app.state.serving.predictor
+    noise_image = Image.open(io.BytesIO(_noise_png()))
+    assert predictor.explain(predictor.prepare(noise_image))[1] is None
+    _, heatmap = predictor.explain(predictor.prepare(Image.open(slice_path)))
+    assert heatmap.shape == (predictor.preprocessing.image_size,) * 2
 
 
 @pytest.mark.parametrize("case", sorted(bad_uploads()))

@@ -38,9 +38,13 @@ def filesystem_path(root: Path, display: str) -> Path:
     return Path(root) / os.fsdecode(raw)
 
 
-def load_image(source: Path | bytes) -> Image.Image:
-    """Open a file (or bytes), apply EXIF orientation, keep the first frame."""
-    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+def load_image(source: Path | bytes | Image.Image) -> Image.Image:
+    """Open a file (or bytes, or take an opened image), decode its first frame, apply EXIF
+    orientation."""
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     image.seek(0)
     image.load()
     return ImageOps.exif_transpose(image)

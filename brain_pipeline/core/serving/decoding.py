@@ -10,7 +10,9 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from brain_pipeline.core.imaging.preprocessing import load_image
 
 # The formats the training data come in, plus the lossless ones people convert to. Pillow
 # can open many more (EPS runs Ghostscript, for one); an upload is not allowed to pick.
@@ -121,9 +123,7 @@ def _check_mode(image: Image.Image, name: str) -> None:
 
 def _load(image: Image.Image, name: str) -> Image.Image:
     try:
-        image.seek(0)
-        image.load()
-        return ImageOps.exif_transpose(image)
+        return load_image(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(
             422, "corrupt_image", f"{name}: the image data is truncated or corrupt ({exc})"

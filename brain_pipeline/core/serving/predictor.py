@@ -113,9 +113,12 @@ class Predictor:
             "ood_threshold": round(self.guard.threshold, 4),
         }
 
-    def explain(self, item: Prepared, method: str = "gradcam") -> tuple[dict, np.ndarray]:
-        """The answer for one image and its Grad-CAM map (size x size, in [0, 1])."""
+    def explain(self, item: Prepared, method: str = "gradcam") -> tuple[dict, np.ndarray | None]:
+        """The answer for one image and its Grad-CAM map (size x size, in [0, 1]); no map
+        (None) for an image the guard refuses, whose class means nothing to explain."""
         from brain_pipeline.core.explain.heatmaps import gradcam
 
         (answer,) = self.run([item])
+        if answer["in_distribution"] is False:
+            return answer, None
         return answer, gradcam(self.model, item.tensor[np.newaxis], method=method)[0]
