@@ -219,7 +219,7 @@ def run_fold(args: dict, fold: int) -> dict:
         "n_val": int(val.sum()),
         "n_test": int(test.sum()),
         **trained,
-        **_scores(predictions),
+        **test_scores(predictions),
         "tensor_probe_accuracy": _tensor_probe(part, index, train, test),
     }
 
@@ -246,7 +246,7 @@ def _tensor_probe(part: dict, index, train, test) -> float:
     )
 
 
-def _scores(predictions) -> dict:
+def test_scores(predictions) -> dict:
     """The test figures of out-of-fold predictions (one fold's, or all folds' pooled)."""
     import numpy as np
 
@@ -427,7 +427,7 @@ def summarise(args: dict, folds: list[dict], sources: dict[str, dict]) -> dict:
         pooled = pd.concat(
             pd.read_parquet(work / f"fold_{f['fold']}_predictions.parquet") for f in folds
         )
-        scores = _scores(pooled.reset_index(drop=True))
+        scores = test_scores(pooled.reset_index(drop=True))
         summary["pooled_out_of_fold"] = {
             "n_images": len(pooled),
             "n_groups": scores["n_test_groups"],

@@ -1,0 +1,154 @@
+"""Inference-time variants of the cross-validated models, on the same folds and test images:
+test-time augmentation and temperature scaling beside the models as trained.
+
+    .venv/bin/python benchmarks/cv_variants.py --work-dir DIR
+
+DIR is a `benchmarks/cv.py` work folder; every fold it finished (model, test predictions) is
+scored again under each variant, with no training:
+
+- as trained: the fold's saved predictions;
+- flip TTA: the mean of the probabilities of the image and of its mirror image (left-right,
+  the flip the training augmentation uses);
+- temperature: probabilities sharpened or softened by one temperature per fold, the one of
+  lowest log-loss on that fold's validation images (a grid over 0.25-4);
+- flip TTA + temperature: both, the temperature fitted to the TTA probabilities.
+
+Prints a line per fold and variant, then one JSON object as the last line: per variant the
+mean and standard deviation over folds of each figure, and the mean paired change against
+"as trained".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cv import VAL_FRACTION, _validation_rows, test_scores  # noqa: E402
+
+FIGURES = ("macro_f1", "accuracy", "within_source", "ece", "margin_over_raw_probe")
+TEMPERATURES = np.geomspace(0.25, 4.0, 121)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, required=True, help="a benchmarks/cv.py folder")
+    args = parser.parse_args(argv)
+    if not (args.work_dir / "folds.parquet").exists():
+        parser.error(f"{args.work_dir} holds no folds.parquet: run benchmarks/cv.py there first")
+    return args
+
+
+def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of log-probabilities divided by the temperature."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fitted_temperature(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature of lowest mean log-loss on these (validation) images."""
+    losses = [
+        -np.log(with_temperature(probabilities, t)[np.arange(len(truth)), truth] + 1e-12).mean()
+        for t in TEMPERATURES
+    ]
+    return float(TEMPERATURES[int(np.argmin(losses))])
+
+
+def _fold_inputs(work: Path, fold: int):
+    """The fold's model, its validation and test tensors and validation labels."""
+    import keras
+
+    from brain_pipeline.core.imaging.preprocessing import Preprocessing
+    from brain_pipeline.core.model.tensors import tensors_for_rows
+
+    settings = json.loads((work / "settings.json").read_text())
+    config = settings["config"]
+    preprocessing = Preprocessing(
+        config["image_size"], skull_strip=config["skull_strip"], intensity=config["intensity"]
+    )
+    index = pd.read_parquet(work / "folds.parquet")
+    roots = _roots(settings["data_dir"])
+    tensors, labels = tensors_for_rows(index, roots, preprocessing, work / "tensors")
+    test = (index["fold"] == fold).to_numpy()
+    val = ~test & _validation_rows(index)
+    model = keras.models.load_model(work / f"fold_{fold}.keras")
+    return model, np.asarray(tensors[val]), labels[val], np.asarray(tensors[test])
+
+
+def _roots(data_dir: str):
+    from brain_pipeline.core.data.sources import load_raw_data_config
+
+    return load_raw_data_config(Path(data_dir)).roots
+
+
+def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
+    """Each variant's test figures for one fold."""
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.model.training import predict_probabilities
+
+    model, val_x, val_y, test_x = _fold_inputs(work, fold)
+
+    def tta(x):
+        return (predict_probabilities(model, x) + predict_probabilities(model, x[:, :, ::-1])) / 2
+
+    val_plain, val_tta = predict_probabilities(model, val_x), tta(val_x)
+    test_plain, test_tta = predict_probabilities(model, test_x), tta(test_x)
+    t_plain, t_tta = fitted_temperature(val_plain, val_y), fitted_temperature(val_tta, val_y)
+    probabilities = {
+        "as trained": test_plain,
+        "flip TTA": test_tta,
+        "temperature": with_temperature(test_plain, t_plain),
+        "flip TTA + temperature": with_temperature(test_tta, t_tta),
+    }
+    saved = pd.read_parquet(work / f"fold_{fold}_predictions.parquet")
+    result = {}
+    for name, values in probabilities.items():
+        frame = saved.copy()
+        frame[[f"p_{c}" for c in TARGET_CLASSES]] = values
+        scores = test_scores(frame)
+        scores["margin_over_raw_probe"] = scores["margin_over_raw_probe"]["estimate"]
+        result[name] = {key: scores[key] for key in FIGURES}
+    result["temperature"]["temperature"] = t_plain
+    result["flip TTA + temperature"]["temperature"] = t_tta
+    return result
+
+
+def summarise(per_fold: dict[int, dict[str, dict]]) -> dict:
+    """Mean and spread of each figure per variant, and its mean paired change."""
+    summary: dict = {"folds": sorted(per_fold), "validation_fraction": VAL_FRACTION}
+    for variant in next(iter(per_fold.values())):
+        block = {}
+        for key in FIGURES:
+            values = np.array([fold[variant][key] for fold in per_fold.values()], dtype=float)
+            base = np.array([fold["as trained"][key] for fold in per_fold.values()], dtype=float)
+            block[f"{key}_mean"] = float(values.mean())
+            block[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+            block[f"{key}_change"] = float((values - base).mean())
+        summary[variant] = block
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    folds = sorted(int(path.stem.split("_")[1]) for path in args.work_dir.glob("fold_*.keras"))
+    if not folds:
+        raise SystemExit(f"{args.work_dir} holds no fold_N.keras yet")
+    per_fold = {}
+    for fold in folds:
+        per_fold[fold] = variants_of_fold(args.work_dir, fold)
+        for variant, figures in per_fold[fold].items():
+            line = ", ".join(f"{k} {v:.3f}" for k, v in figures.items())
+            print(f"fold {fold}, {variant}: {line}", flush=True)
+    print(json.dumps(summarise(per_fold)))
+
+
+if __name__ == "__main__":
+    main()
