@@ -23,6 +23,10 @@ leave-one-source-out, on a real data folder.
    interval over groups; the tensor probe; kWh of the training (codecarbon, as the pipeline
    measures it).
 
+`--all-unique` keeps the same test folds but also trains on the unique images that class
+balancing leaves out (the index setting `balance_classes = false`; the class weights balance
+the loss instead), minus any whose group has a member in the fold's test or validation rows.
+
 Each fold and each source runs in a fresh process and writes its result (and each fold its
 model and test predictions) to the work folder when it ends; a later run with the same work
 folder and settings reuses what is there, so a run stopped by `--budget-minutes` (no fold is
@@ -61,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--min-source-images", type=int, default=50)
     parser.add_argument("--skip-sources", action="store_true", help="no leave-one-source-out")
+    parser.add_argument(
+        "--all-unique",
+        action="store_true",
+        help="also train on the unique images class balancing leaves out (same test folds)",
+    )
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
@@ -78,12 +87,13 @@ def _config(args: dict):
 
 def _settings(args: dict) -> dict:
     """What the cached results depend on; a work folder holds the results of one of these."""
-    return {
+    settings = {
         "data_dir": str(Path(args["data_dir"]).resolve()),
         "config": _config(args).as_dict(),
         "folds": args["folds"],
         "seed": args["seed"],
     }
+    return settings | ({"all_unique": True} if args.get("all_unique") else {})
 
 
 def _validation_rows(frame):
@@ -114,8 +124,18 @@ def prepare(args: dict) -> dict:
         index.loc[index.index[test], "fold"] = fold
     thumbnails = manifest.drop_duplicates("sha256").set_index("sha256")["thumbnail"]
     index["thumbnail"] = index["sha256"].map(thumbnails)
+    preprocessing = _config(args).preprocessing
+    if args.get("all_unique"):
+        everything = _index(manifest[manifest["dataset"].isin(raw.names("training"))], False)
+        groups = everything.set_index("sha256")["group_id"]
+        index["unbalanced_group"] = index["sha256"].map(groups)
+        extra = everything[~everything["sha256"].isin(index["sha256"])].reset_index(drop=True)
+        extra = extra.assign(unbalanced_group=extra["group_id"], fold=-1)
+        extra["thumbnail"] = extra["sha256"].map(thumbnails)
+        extra.to_parquet(work / "extra.parquet")
+        tensors_for_rows(extra, raw.roots, preprocessing, work / "tensors", _progress)
     index.to_parquet(work / "folds.parquet")
-    tensors_for_rows(index, raw.roots, _config(args).preprocessing, work / "tensors", _progress)
+    tensors_for_rows(index, raw.roots, preprocessing, work / "tensors", _progress)
     counts = index.groupby(["fold", "target_class"]).size().unstack(fill_value=0)
     return {
         "n_images": len(index),
@@ -125,8 +145,8 @@ def prepare(args: dict) -> dict:
     }
 
 
-def _index(manifest):
-    """The pipeline's balanced, grouped index of these manifest rows."""
+def _index(manifest, balance: bool = True):
+    """The pipeline's grouped index of these manifest rows (class-balanced by default)."""
     from brain_pipeline.core.data import dedup
 
     settings = dedup.IndexSettings()
@@ -135,6 +155,7 @@ def _index(manifest):
         seed=settings.seed,
         near_duplicate_cosine=settings.near_duplicate_cosine,
         resaved_similarity=settings.resaved_similarity,
+        balance=balance,
     )[0].reset_index(drop=True)
 
 
@@ -203,6 +224,12 @@ def run_fold(args: dict, fold: int) -> dict:
         name: (np.asarray(tensors[mask]), labels[mask])
         for name, mask in (("train", train), ("val", val), ("test", test))
     }
+    train_rows = index[train]
+    if args.get("all_unique"):
+        extra, extra_x, extra_y = _extra_training(work, index[test | val], raw, config)
+        train_x, train_y = part["train"]
+        part["train"] = (np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y]))
+        train_rows = pd.concat([train_rows, extra], ignore_index=True)
     trained = _train(config, part["train"], part["val"], f"fold {fold}", work)
     model = trained.pop("model")
     model.save(work / f"fold_{fold}.keras")  # for later looks at the same folds
@@ -211,16 +238,16 @@ def run_fold(args: dict, fold: int) -> dict:
     predictions = rows[["sha256", "group_id", "dataset", "source_label", "target_class"]].copy()
     for position, name in enumerate(TARGET_CLASSES):
         predictions[f"p_{name}"] = probabilities[:, position]
-    predictions["probe_class"] = _raw_probe(index[train], rows)
+    predictions["probe_class"] = _raw_probe(train_rows, rows)
     predictions.to_parquet(work / f"fold_{fold}_predictions.parquet")
     return {
         "fold": fold,
-        "n_train": int(train.sum()),
+        "n_train": len(train_rows),
         "n_val": int(val.sum()),
         "n_test": int(test.sum()),
         **trained,
         **test_scores(predictions),
-        "tensor_probe_accuracy": _tensor_probe(part, index, train, test),
+        "tensor_probe_accuracy": _tensor_probe(part, train_rows, rows),
     }
 
 
@@ -235,15 +262,34 @@ def _raw_probe(train_rows, test_rows):
     )
 
 
-def _tensor_probe(part: dict, index, train, test) -> float:
+def _tensor_probe(part: dict, train_rows, test_rows) -> float:
     from brain_pipeline.core.data import shortcuts
 
     return shortcuts.held_out_probe_accuracy(
         shortcuts.tensor_statistics(part["train"][0]),
-        index["target_class"][train],
+        train_rows["target_class"],
         shortcuts.tensor_statistics(part["test"][0]),
-        index["target_class"][test],
+        test_rows["target_class"],
     )
+
+
+def _extra_training(work: Path, held_out, raw, config):
+    """The unique images balancing left out whose group (in the grouping of all unique
+    images) has no member in this fold's test or validation rows: rows, tensors, labels."""
+    import numpy as np
+    import pandas as pd
+
+    from brain_pipeline.core.data import dedup
+    from brain_pipeline.core.model.tensors import tensors_for_rows
+
+    extra = pd.read_parquet(work / "extra.parquet")
+    extra = extra[~extra["unbalanced_group"].isin(set(held_out["unbalanced_group"]))]
+    extra = extra.reset_index(drop=True)
+    twins = dedup.thumbnail_twins(extra, held_out, dedup.DEFAULT_NEAR_DUPLICATE_COSINE)
+    if twins.any():  # the grouping puts every thumbnail twin in one group; check it did
+        raise RuntimeError(f"{int(twins.sum())} held-out images have a twin among the extra")
+    tensors, labels = tensors_for_rows(extra, raw.roots, config.preprocessing, work / "tensors")
+    return extra, np.asarray(tensors), labels
 
 
 def test_scores(predictions) -> dict:
