@@ -335,7 +335,7 @@ def run_source(args: dict, source: str) -> dict:
     pool = external.scorable_rows(manifest, others)
     held = external.scorable_rows(manifest, [source])
     missing = sorted(set(held["target_class"]) - set(pool["target_class"]))
-    result: dict = {"source": source, "n_images": len(held), "trained_on": others}
+    result: dict = {"source": source, "n_files": len(held), "trained_on": others}
     if missing:
         return result | {"skipped": f"its class {', '.join(missing)} is in no other source"}
     copies = external.copies_of_training_pool(held, pool)
@@ -344,8 +344,8 @@ def run_source(args: dict, source: str) -> dict:
     result["n_scored"] = len(kept)
     if len(kept) < args["min_source_images"] or kept["target_class"].nunique() < 2:
         return result | {
-            "skipped": f"{len(kept)} images of {kept['target_class'].nunique()} class(es) are "
-            f"left once copies of the other sources' images are out"
+            "skipped": f"{len(kept)} image(s) of {kept['target_class'].nunique()} class(es) "
+            "left once copies of the other sources' images are out"
         }
     return result | _train_and_score(args, manifest[manifest["dataset"].isin(others)], kept)
 
