@@ -10,7 +10,8 @@ scored again under each variant, with no training:
 - flip TTA: the mean of the probabilities of the image and of its mirror image (left-right,
   the flip the training augmentation uses);
 - temperature: probabilities sharpened or softened by one temperature per fold, the one of
-  lowest log-loss on that fold's validation images (a grid over 0.25-4);
+  lowest log-loss on that fold's validation images, as training does when
+  `temperature_scaling` is on (core/model/temperature.py);
 - flip TTA + temperature: both, the temperature fitted to the TTA probabilities.
 
 Prints a line per fold and variant, then one JSON object as the last line: per variant the
@@ -32,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cv import VAL_FRACTION, _validation_rows, test_scores  # noqa: E402
 
+from brain_pipeline.core.model.temperature import fitted_temperature, with_temperature  # noqa: E402
+
 FIGURES = ("macro_f1", "accuracy", "within_source", "ece", "margin_over_raw_probe")
-TEMPERATURES = np.geomspace(0.25, 4.0, 121)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,23 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.work_dir / "folds.parquet").exists():
         parser.error(f"{args.work_dir} holds no folds.parquet: run benchmarks/cv.py there first")
     return args
-
-
-def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of log-probabilities divided by the temperature."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=1, keepdims=True)
-
-
-def fitted_temperature(probabilities: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature of lowest mean log-loss on these (validation) images."""
-    losses = [
-        -np.log(with_temperature(probabilities, t)[np.arange(len(truth)), truth] + 1e-12).mean()
-        for t in TEMPERATURES
-    ]
-    return float(TEMPERATURES[int(np.argmin(losses))])
 
 
 def _fold_inputs(work: Path, fold: int):

@@ -174,6 +174,8 @@ def test_the_model_card_describes_the_champion(registry: Registry) -> None:
     )
     assert set(card["metrics"]["per_source"]) == set(data["sources"])
     assert card["metrics"]["expected_calibration_error"] is not None
+    temperature = card["model_details"]["training"]["temperature"]
+    assert temperature > 0 and f"temperature scaling (T = {temperature:.2f}" in markdown
     assert card["metrics"]["shortcut_probes"]["margin_over_raw_file_probe"] is not None
     assert card["explanations"].get("heat_in_brain") is not None
     assert card["energy"]["training"]["energy_kwh"] > 0

@@ -45,6 +45,7 @@ class TrainingParams(dg.Config):
     class_weights: bool | None = None
     precise_bn_batches: int | None = None
     jit_compile: bool | None = None
+    temperature_scaling: bool | None = None
     augment: bool | None = None
     seed: int | None = None
 
@@ -56,7 +57,7 @@ class TrainingParams(dg.Config):
 @dg.asset(
     deps=[dataset_splits],
     group_name="model",
-    code_version="7",
+    code_version="8",
     partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"keras", "tensorflow"},
     # One training at a time across runs (the pool's limit is the instance's), and its own
@@ -128,6 +129,7 @@ def trained_model(
             "val_accuracy": float(result.history["val_accuracy"][best]),
             "val_loss": float(result.history["val_loss"][best]),
             "train_seconds": round(result.train_seconds, 1),
+            "temperature": round(result.temperature, 4),
             "learning_curves": step.figure(
                 "learning_curves.png", plots.learning_curves(result.history, result.best_epoch)
             ),
@@ -153,6 +155,7 @@ def _save(step: ArtifactStep, result, core_config: TrainingConfig, *, n_train: i
             "epochs_run": result.epochs_run,
             "resumed_from_epoch": result.resumed_from_epoch,
             "train_seconds": result.train_seconds,
+            "temperature": result.temperature,
             "n_train": int(n_train),
             "n_val": int(n_val),
         },

@@ -119,7 +119,13 @@ def build_card(
             "input": f"{training['config']['image_size']} px, skull stripping "
             f"{'on' if training['config']['skull_strip'] else 'off'}, intensity "
             f"{training['config']['intensity']}",
-            "training": {k: training[k] for k in ("epochs_run", "best_epoch", "train_seconds")},
+            "training": {
+                **{k: training[k] for k in ("epochs_run", "best_epoch", "train_seconds")},
+                # None: trained without temperature scaling (or before it existed)
+                "temperature": training.get("temperature")
+                if training["config"].get("temperature_scaling")
+                else None,
+            },
             "config": training["config"],
             "classes": training["class_names"],
             "status": "champion",
@@ -188,7 +194,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Model details",
         f"- Configuration `{details['configuration']}`: `{details['architecture']}`, "
         f"{details['input']}; {details['training']['epochs_run']} epochs "
-        f"({details['training']['train_seconds']:.0f} s of training).",
+        f"({details['training']['train_seconds']:.0f} s of training); "
+        f"{_temperature_note(details['training']['temperature'])}.",
         f"- Classes: {', '.join(details['classes'])}.",
         f"- Champion since {details['promotion']['decided_at']} "
         f"({details['promotion']['kind']} promotion): {details['promotion']['reason']}.",
@@ -246,3 +253,12 @@ def render_markdown(card: dict[str, Any]) -> str:
         ],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _temperature_note(temperature: float | None) -> str:
+    if temperature is None:
+        return "probabilities as trained (no temperature scaling)"
+    return (
+        f"probabilities calibrated by temperature scaling (T = {temperature:.2f}, fitted on "
+        "the validation split)"
+    )

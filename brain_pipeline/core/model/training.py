@@ -18,6 +18,7 @@ import numpy as np
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
 from brain_pipeline.core.model.inputs import batch_stream
+from brain_pipeline.core.model.temperature import fitted_temperature, fold_into_logits
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class TrainingConfig:
     # Intensity: "equalise" or "percentile" (see imaging.Preprocessing).
     skull_strip: bool = True
     intensity: str = "equalise"
+    # After training, fit one temperature on the validation images and fold it into the
+    # logits layer (core/model/temperature.py): calibrated confidences, the same decisions.
+    temperature_scaling: bool = True
     seed: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
@@ -83,6 +87,8 @@ class TrainingResult:
     epochs_run: int
     resumed_from_epoch: int
     train_seconds: float
+    # The temperature folded into the logits layer (1.0: none).
+    temperature: float = 1.0
 
 
 class _EpochLogger(keras.callbacks.Callback):
@@ -256,14 +262,28 @@ def train_classifier(
             extra_callbacks=extra_callbacks,
         )
         try:
-            return fit()
+            result = fit()
         except (OSError, ValueError) as exc:
             if not _has_backup(resume_dir):
                 raise
             # A kill during a checkpoint write leaves a torn file that fails every retry.
             log(f"could not resume from {resume_dir} ({exc}); starting from scratch")
             _discard_backup(resume_dir)
-            return fit()
+            result = fit()
+    if config.temperature_scaling:
+        _calibrate(result, val_tensors, val_labels, log)
+    return result
+
+
+def _calibrate(result: TrainingResult, val_tensors, val_labels, log) -> None:
+    """Fit a temperature on the validation images and fold it into the model."""
+    probabilities = predict_probabilities(result.model, val_tensors)
+    result.temperature = fitted_temperature(probabilities, val_labels)
+    fold_into_logits(result.model, result.temperature)
+    log(
+        f"temperature scaling: T = {result.temperature:.3f}, fitted on "
+        f"{len(val_labels)} validation images"
+    )
 
 
 def _history_file(resume_dir: Path) -> Path:

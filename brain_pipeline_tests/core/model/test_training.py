@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
+from brain_pipeline.core.model.temperature import with_temperature
 from brain_pipeline.core.model.training import (
     TrainingConfig,
     learning_rate_schedule,
@@ -326,3 +327,36 @@ def test_validation_uses_batchnorm_statistics_of_the_current_weights(
     moving = model.get_layer("block1_bn").moving_mean.numpy()
     matches = np.allclose(moving, mean, rtol=1e-3, atol=1e-5)
     assert matches == (precise_bn_batches > 0)
+
+
+def test_temperature_scaling_calibrates_without_moving_a_decision(tmp_path: Path) -> None:
+    """The same training with and without temperature scaling: the calibrated model gives
+    the uncalibrated one's probabilities at the fitted temperature, the same classes, and
+    no higher validation log-loss."""
+    x, y = _toy_data()
+    val_x, val_y = _toy_data(seed=1)
+    results = {
+        scaling: train_classifier(
+            x,
+            y,
+            val_x,
+            val_y,
+            _config(epochs=3, temperature_scaling=scaling),
+            class_names=CLASSES,
+            resume_dir=tmp_path / f"r{scaling}",
+            log=lambda _: None,
+        )
+        for scaling in (False, True)
+    }
+    assert results[False].temperature == 1.0
+    plain = predict_probabilities(results[False].model, val_x)
+    scaled = predict_probabilities(results[True].model, val_x)
+    np.testing.assert_allclose(
+        scaled, with_temperature(plain, results[True].temperature), atol=1e-4
+    )
+    assert (scaled.argmax(1) == plain.argmax(1)).all()
+
+    def log_loss(p):
+        return -np.log(p[np.arange(len(val_y)), val_y] + 1e-12).mean()
+
+    assert log_loss(scaled) <= log_loss(plain) + 1e-6
