@@ -70,8 +70,6 @@ def group_bootstrap_intervals(
 ) -> dict:
     """Percentile intervals of accuracy, macro-F1, per-class F1 and (where `within_source`
     marks the Alzheimer source's rows) healthy vs Alzheimer within that source."""
-    if not 0.5 < level < 1.0:
-        raise ValueError(f"interval level must be in (0.5, 1), got {level}")
     y_true, y_pred = np.asarray(y_true), np.asarray(probabilities).argmax(axis=1)
     n_classes = len(class_names)
     inside, inside_correct = _within_source(within_source, probabilities, y_true, class_names)
@@ -140,6 +138,8 @@ def _draws(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
 
 def _interval(estimate: float, resampled: np.ndarray, level: float) -> dict[str, float]:
     """The percentile interval of `resampled` at `level`, beside the point estimate."""
+    if not 0.5 < level < 1.0:
+        raise ValueError(f"interval level must be in (0.5, 1), got {level}")
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(resampled, [tail, 100 - tail])
     return {"estimate": estimate, "low": float(low), "high": float(high)}

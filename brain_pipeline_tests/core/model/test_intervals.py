@@ -95,3 +95,5 @@ def test_paired_difference_interval_is_over_groups() -> None:
     same = group_bootstrap_mean(["a", "a", "b"], np.ones(3))
     assert (same["low"], same["high"]) == (1.0, 1.0)
     assert group_bootstrap_mean([], np.array([])) is None
+    with pytest.raises(ValueError, match="interval level"):
+        group_bootstrap_mean(["a", "b"], np.ones(2), level=1.5)
