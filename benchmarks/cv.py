@@ -2,7 +2,7 @@
 leave-one-source-out, on a real data folder.
 
     .venv/bin/python benchmarks/cv.py --data-dir /path/to/datasets --work-dir DIR \\
-        [--configuration NAME] [--folds 5] [--budget-minutes 150]
+        [--configuration NAME] [--set KEY=VALUE]... [--folds 5] [--budget-minutes 150]
 
 1. prepare - the manifest and the balanced index of the training datasets with the
    pipeline's defaults. Every near-duplicate group goes to one of k folds (scikit-learn's
@@ -60,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, required=True, help="caches and results")
     parser.add_argument("--configuration", default=None, help="sweep.toml name; default: its")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting on top of the configuration (TOML value), e.g. image_size=128",
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="fold assignment")
     parser.add_argument("--budget-minutes", type=float, default=None)
@@ -71,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also train on the unique images class balancing leaves out (same test folds)",
     )
     args = parser.parse_args(argv)
+    try:
+        args.set = _overrides(args.set)
+    except ValueError as exc:
+        parser.error(f"--set: {exc}")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     if not args.data_dir.is_dir():
@@ -78,11 +89,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """KEY=VALUE strings as settings, each value read as TOML (128, 0.1, true, "x")."""
+    import tomllib
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{pair!r} is not KEY=VALUE")
+        try:
+            settings[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{pair!r}: {value!r} is not a TOML value ({exc})") from exc
+    return settings
+
+
 def _config(args: dict):
     from brain_pipeline.core.model.sweep import load_sweep
 
     sweep = load_sweep()
-    return sweep.resolve(args["configuration"] or sweep.default)
+    return sweep.resolve(args["configuration"] or sweep.default, args.get("set") or None)
 
 
 def _settings(args: dict) -> dict:
