@@ -29,8 +29,9 @@ the loss instead), minus any whose group has a member in the fold's test or vali
 
 Each fold and each source runs in a fresh process and writes its result (and each fold its
 model and test predictions) to the work folder when it ends; a later run with the same work
-folder and settings reuses what is there, so a run stopped by `--budget-minutes` (no fold is
-started that would not fit) can be continued.
+folder and settings reuses what is there, so a run stopped by `--budget-minutes` (counted
+from the start, preparation included; no fold is started that would not fit, judged by the
+longest fold so far) can be continued.
 
 Prints progress, then one JSON object as the last line: the mean and spread (sample standard
 deviation over folds) of each metric, pooled out-of-fold figures with 95% intervals over
