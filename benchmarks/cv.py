@@ -274,7 +274,7 @@ def run_fold(args: dict, fold: int) -> dict:
         "n_val": int(val.sum()),
         "n_test": int(test.sum()),
         **trained,
-        **test_scores(predictions),
+        **held_out_scores(predictions),
         "tensor_probe_accuracy": _tensor_probe(part, train_rows, rows),
     }
 
@@ -320,7 +320,7 @@ def _extra_training(work: Path, held_out, raw, config):
     return extra, np.asarray(tensors), labels
 
 
-def test_scores(predictions) -> dict:
+def held_out_scores(predictions) -> dict:
     """The test figures of out-of-fold predictions (one fold's, or all folds' pooled)."""
     import numpy as np
 
@@ -501,7 +501,7 @@ def summarise(args: dict, folds: list[dict], sources: dict[str, dict]) -> dict:
         pooled = pd.concat(
             pd.read_parquet(work / f"fold_{f['fold']}_predictions.parquet") for f in folds
         )
-        scores = test_scores(pooled.reset_index(drop=True))
+        scores = held_out_scores(pooled.reset_index(drop=True))
         summary["pooled_out_of_fold"] = {
             "n_images": len(pooled),
             "n_groups": scores["n_test_groups"],

@@ -31,7 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cv import VAL_FRACTION, _validation_rows, test_scores  # noqa: E402
+from cv import VAL_FRACTION, _validation_rows, held_out_scores  # noqa: E402
 
 from brain_pipeline.core.model.temperature import fitted_temperature, with_temperature  # noqa: E402
 
@@ -98,7 +98,7 @@ def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
     for name, values in probabilities.items():
         frame = saved.copy()
         frame[[f"p_{c}" for c in TARGET_CLASSES]] = values
-        scores = test_scores(frame)
+        scores = held_out_scores(frame)
         scores["margin_over_raw_probe"] = scores["margin_over_raw_probe"]["estimate"]
         result[name] = {key: scores[key] for key in FIGURES}
     result["temperature"]["temperature"] = t_plain
