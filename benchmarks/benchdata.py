@@ -26,14 +26,22 @@ def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
     """Manifest, balanced index and splits of `data_dir` with the pipeline's defaults."""
     raw = load_raw_data_config(data_dir)
     manifest, _ = build_manifest(raw.datasets)
-    index_settings = dedup.IndexSettings()
-    index, _, _, _, *_ = dedup.build_balanced_index(
-        manifest,
-        seed=index_settings.seed,
-        near_duplicate_cosine=index_settings.near_duplicate_cosine,
-        resaved_similarity=index_settings.resaved_similarity,
-    )
+    index = pipeline_index(manifest, raw.names("training"))
     return raw, splits.split_index(index, splits.SplitSettings())
+
+
+def pipeline_index(manifest: pd.DataFrame, datasets: list[str], balance: bool = True):
+    """The grouped index `balanced_index` builds of these datasets' manifest rows (the
+    training datasets, in the pipeline), with its default settings (class-balanced unless
+    `balance` is False)."""
+    settings = dedup.IndexSettings()
+    return dedup.build_balanced_index(
+        manifest[manifest["dataset"].isin(datasets)],
+        seed=settings.seed,
+        near_duplicate_cosine=settings.near_duplicate_cosine,
+        resaved_similarity=settings.resaved_similarity,
+        balance=balance,
+    ).index.reset_index(drop=True)
 
 
 def split_tensors(

@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchdata import in_child  # noqa: E402
+from benchdata import in_child, pipeline_index  # noqa: E402
 
 VAL_FRACTION = 0.15
 VAL_SALT = "cv-validation"
@@ -143,7 +143,7 @@ def prepare(args: dict) -> dict:
     raw = load_raw_data_config(Path(args["data_dir"]))
     manifest, _ = build_manifest(raw.datasets)
     manifest.to_parquet(work / "manifest.parquet")
-    index = _index(manifest[manifest["dataset"].isin(raw.names("training"))])
+    index = pipeline_index(manifest, raw.names("training"))
     folds = StratifiedGroupKFold(n_splits=args["folds"], shuffle=True, random_state=args["seed"])
     index["fold"] = -1
     for fold, (_, test) in enumerate(
@@ -154,7 +154,7 @@ def prepare(args: dict) -> dict:
     index["thumbnail"] = index["sha256"].map(thumbnails)
     preprocessing = _config(args).preprocessing
     if args.get("all_unique"):
-        everything = _index(manifest[manifest["dataset"].isin(raw.names("training"))], False)
+        everything = pipeline_index(manifest, raw.names("training"), balance=False)
         groups = everything.set_index("sha256")["group_id"]
         index["unbalanced_group"] = index["sha256"].map(groups)
         extra = everything[~everything["sha256"].isin(index["sha256"])].reset_index(drop=True)
@@ -171,20 +171,6 @@ def prepare(args: dict) -> dict:
         "fold_class_counts": {int(k): v for k, v in counts.to_dict(orient="index").items()},
         "prepare_seconds": time.perf_counter() - started,
     }
-
-
-def _index(manifest, balance: bool = True):
-    """The pipeline's grouped index of these manifest rows (class-balanced by default)."""
-    from brain_pipeline.core.data import dedup
-
-    settings = dedup.IndexSettings()
-    return dedup.build_balanced_index(
-        manifest,
-        seed=settings.seed,
-        near_duplicate_cosine=settings.near_duplicate_cosine,
-        resaved_similarity=settings.resaved_similarity,
-        balance=balance,
-    )[0].reset_index(drop=True)
 
 
 def _progress(done: int, total: int) -> None:
@@ -356,10 +342,11 @@ def run_source(args: dict, source: str) -> dict:
     import pandas as pd
 
     from brain_pipeline.core.data import external
+    from brain_pipeline.core.data.sources import load_raw_data_config
 
-    work = Path(args["work_dir"])
-    manifest = pd.read_parquet(work / "manifest.parquet")
-    others = [d for d in _training_names(args["data_dir"]) if d != source]
+    raw = load_raw_data_config(Path(args["data_dir"]))
+    manifest = pd.read_parquet(Path(args["work_dir"]) / "manifest.parquet")
+    others = [d for d in raw.names("training") if d != source]
     pool = external.scorable_rows(manifest, others)
     held = external.scorable_rows(manifest, [source])
     missing = sorted(set(held["target_class"]) - set(pool["target_class"]))
@@ -375,7 +362,7 @@ def run_source(args: dict, source: str) -> dict:
             "skipped": f"{len(kept)} image(s) of {kept['target_class'].nunique()} class(es) "
             "left once copies of the other sources' images are out"
         }
-    return result | _train_and_score(args, manifest[manifest["dataset"].isin(others)], kept)
+    return result | _train_and_score(args, pipeline_index(manifest, others), raw.roots, kept)
 
 
 def _training_names(data_dir: str) -> list[str]:
@@ -384,17 +371,15 @@ def _training_names(data_dir: str) -> list[str]:
     return load_raw_data_config(Path(data_dir)).names("training")
 
 
-def _train_and_score(args: dict, pool_manifest, kept) -> dict:
-    """Index and train on the pool as the pipeline would; score `kept` (external rows)."""
+def _train_and_score(args: dict, index, roots, kept) -> dict:
+    """Train on the other sources' index as the pipeline would; score `kept` (external rows)."""
     from brain_pipeline.core.data import external
-    from brain_pipeline.core.data.sources import TARGET_CLASSES, load_raw_data_config
+    from brain_pipeline.core.data.sources import TARGET_CLASSES
     from brain_pipeline.core.model.external import external_scores
     from brain_pipeline.core.model.tensors import tensors_for_rows
     from brain_pipeline.core.model.training import predict_probabilities
 
     work, config = Path(args["work_dir"]), _config(args)
-    roots = load_raw_data_config(Path(args["data_dir"])).roots
-    index = _index(pool_manifest)
     val = _validation_rows(index)
 
     def tensors(frame):
