@@ -80,12 +80,16 @@ def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
     from brain_pipeline.core.model.training import predict_probabilities
 
     model, val_x, val_y, test_x = _fold_inputs(work, fold)
+    saved = pd.read_parquet(work / f"fold_{fold}_predictions.parquet")
+    columns = [f"p_{c}" for c in TARGET_CLASSES]
 
-    def tta(x):
-        return (predict_probabilities(model, x) + predict_probabilities(model, x[:, :, ::-1])) / 2
+    def with_mirror(x, plain):
+        """The mean of the plain probabilities and those of the mirrored images."""
+        return (plain + predict_probabilities(model, x[:, :, ::-1])) / 2
 
-    val_plain, val_tta = predict_probabilities(model, val_x), tta(val_x)
-    test_plain, test_tta = predict_probabilities(model, test_x), tta(test_x)
+    val_plain = predict_probabilities(model, val_x)
+    test_plain = saved[columns].to_numpy()  # the fold's own test predictions
+    val_tta, test_tta = with_mirror(val_x, val_plain), with_mirror(test_x, test_plain)
     t_plain, t_tta = fitted_temperature(val_plain, val_y), fitted_temperature(val_tta, val_y)
     probabilities = {
         "as trained": test_plain,
@@ -93,11 +97,10 @@ def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
         "temperature": with_temperature(test_plain, t_plain),
         "flip TTA + temperature": with_temperature(test_tta, t_tta),
     }
-    saved = pd.read_parquet(work / f"fold_{fold}_predictions.parquet")
     result = {}
     for name, values in probabilities.items():
         frame = saved.copy()
-        frame[[f"p_{c}" for c in TARGET_CLASSES]] = values
+        frame[columns] = values
         scores = held_out_scores(frame)
         scores["margin_over_raw_probe"] = scores["margin_over_raw_probe"]["estimate"]
         result[name] = {key: scores[key] for key in FIGURES}
