@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from brain_pipeline.core.phantoms import synthesize_datasets
+from brain_pipeline_tests.hostile_files import jpeg, write_hostile_dataset
 
 # A run that exercises every step in seconds: 48 px, 2 epochs; early stopping watches from
 # the first epoch, so restoring the best weights runs too.
@@ -28,7 +29,17 @@ FAST_RUN = {
         "gradcam_gallery": {"config": {"images_per_gallery": 2}},
     }
 }
-DATASETS = ("synth_navoneel", "synth_preetviradiya", "synth_alzheimer")
+# The three synthetic Kaggle layouts, and three downloads as users have them: one holding
+# every kind of file the ingestion knows (hostile_files.py), one whose folders the class map
+# does not know (wholly unmapped), one with no image at all.
+DATASETS = (
+    "download_extras",
+    "notes_only",
+    "synth_alzheimer",
+    "synth_navoneel",
+    "synth_preetviradiya",
+    "unmapped_scans",
+)
 MANIFEST_PARTS = tuple(f"manifest/{name}" for name in DATASETS)  # one per dataset
 ASSETS = (
     "image_manifest",
@@ -48,9 +59,19 @@ ASSETS = (
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three synthetic datasets in Kaggle layouts, 12 images per source label, small images."""
+    """Three synthetic datasets in Kaggle layouts, 12 images per source label, small images,
+    and the three downloads of DATASETS beside them."""
     root = tmp_path_factory.mktemp("raw")
     synthesize_datasets(root, seed=3, images_per_label=12, image_scale=0.3)
+    (root / "synth_navoneel" / "no" / "readme.txt").write_text("hello\n")
+    write_hostile_dataset(root / "download_extras", outside=tmp_path_factory.mktemp("outside"))
+    (root / "notes_only").mkdir()
+    (root / "notes_only" / "readme.txt").write_text("the images are in another archive\n")
+    (root / "notes_only" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    sagittal = root / "unmapped_scans" / "sagittal"
+    sagittal.mkdir(parents=True)
+    for number in range(3):
+        (sagittal / f"scan_{number}.jpg").write_bytes(jpeg(number, size=(64, 64)))
     return root
 
 

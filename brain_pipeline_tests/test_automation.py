@@ -18,7 +18,7 @@ from brain_pipeline.defs.training import SWEEP
 @pytest.fixture()
 def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "raw"
-    shutil.copytree(tiny_data_dir, copy)
+    shutil.copytree(tiny_data_dir, copy, symlinks=True)  # the links stay links
     return copy
 
 

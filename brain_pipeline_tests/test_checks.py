@@ -122,13 +122,17 @@ def test_unmapped_folders_name_the_folder(instance, tmp_path: Path) -> None:
         [
             {"status": "ok", "target_class": "tumor_brain", "path": "yes/a.png"},
             {"status": "ok", "target_class": None, "path": "pituitary/b.png"},
+            {"status": "ok", "target_class": None, "path": "AD/c.png", "dataset": "e"},
+            {"status": "skipped", "target_class": None, "path": "readme.txt", "dataset": "f"},
         ]
     )
     evaluation = run_check(
         instance, checks.unmapped_folders, {"image_manifest": write(tmp_path, "m.parquet", frame)}
     )
     assert evaluation.passed is False
-    assert evaluation.metadata["folders"].value == ["d/pituitary"]
+    assert evaluation.metadata["folders"].value == ["d/pituitary", "e/AD"]
+    assert evaluation.metadata["wholly_unmapped_datasets"].value == ["e"]
+    assert "datasets with no mapped image: e;" in evaluation.description
 
 
 @pytest.mark.parametrize("healthy, passed", [(checks.MIN_IMAGES_PER_CLASS, True), (3, False)])

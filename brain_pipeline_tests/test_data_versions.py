@@ -35,10 +35,23 @@ def test_content_version_ignores_row_order_and_other_columns() -> None:
     )
 
 
+def test_content_version_hashes_missing_values_explicitly() -> None:
+    """A skipped file has no sha256: the version is defined, None and NaN hash alike, and a
+    missing value never hashes like the text "nan", "None" or ""."""
+    import numpy as np
+
+    def version(value) -> str:
+        frame = pd.DataFrame({"path": ["a.png", "readme.txt"], "sha256": ["f00", value]})
+        return content_version(frame, ["path", "sha256"])
+
+    assert version(None) == version(np.nan) == version(pd.NA)
+    assert len({version(None), version("nan"), version("None"), version("")}) == 4
+
+
 @pytest.fixture()
 def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "raw"
-    shutil.copytree(tiny_data_dir, copy)
+    shutil.copytree(tiny_data_dir, copy, symlinks=True)  # the links stay links
     return copy
 
 

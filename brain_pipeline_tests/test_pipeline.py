@@ -24,6 +24,7 @@ from brain_pipeline_tests.conftest import (
     MANIFEST_PARTS,
     MaterializedRun,
 )
+from brain_pipeline_tests.hostile_files import EXPECTED_STATUS
 
 # Every asset that reuses its artifact when its inputs are unchanged; the champion decision
 # and the model card are recomputed on each run.
@@ -79,12 +80,13 @@ def test_every_asset_materializes_and_observes_sources(materialized: Materialize
 def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
     metadata, checks = materialized.metadata, materialized.checks
     manifest = pd.read_parquet(materialized.path("image_manifest"))
-    assert len(manifest) == metadata["image_manifest"]["n_files"].value == 8 * 12
+    assert len(manifest) == metadata["image_manifest"]["n_files"].value
     # The combined manifest holds each dataset's part, row for row.
     parts = [pd.read_parquet(materialized.path(part)) for part in MANIFEST_PARTS]
     assert sorted(manifest["path"]) == sorted(pd.concat(parts)["path"])
     assert sum(metadata[part]["n_files"].value for part in MANIFEST_PARTS) == len(manifest)
-    assert set(manifest["status"]) == {"ok"}
+    synthetic = manifest[manifest["dataset"].str.startswith("synth_")]
+    assert (synthetic["status"] == "ok").sum() == 8 * 12
     index = pd.read_parquet(materialized.path("balanced_index"))
     assert index["sha256"].is_unique
     assert index["target_class"].value_counts().nunique() == 1  # balanced
@@ -94,6 +96,29 @@ def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
     assert checks["no_split_leakage"] is True
     assert checks["min_images_per_class"] is True
     assert {"shortcut_audit_raw_files", "shortcut_audit_model_inputs"} <= set(checks)
+
+
+def test_every_kind_of_downloaded_file_goes_through_the_whole_job(
+    materialized: MaterializedRun,
+) -> None:
+    """Skipped, rejected, unmapped files, links and odd names (hostile_files.py), a wholly
+    unmapped dataset and one with no image: the job completes (every asset materialized), each
+    file is the row the manifest tests expect, and the unmapped ones are reported."""
+    manifest = pd.read_parquet(materialized.path("image_manifest")).set_index(["dataset", "path"])
+    extras = manifest.loc["download_extras"]
+    assert {path: extras.loc[path, "status"] for path in EXPECTED_STATUS} == EXPECTED_STATUS
+    assert extras.loc["no/bad\\xff name.jpg", "status"] == "ok"
+    assert "no/link_outside.jpg" not in extras.index
+    assert manifest.loc[("synth_navoneel", "no/readme.txt"), "status"] == "skipped"
+    assert set(manifest.loc["notes_only", "status"]) == {"skipped"}
+    assert manifest.loc["unmapped_scans", "target_class"].isna().all()
+    assert set(materialized.metadata) == {*ASSETS, *MANIFEST_PARTS}
+    assert materialized.checks["unmapped_folders"] is False  # a warning, not a stop
+    index = pd.read_parquet(materialized.path("balanced_index"))
+    assert "unmapped_scans" not in set(index["dataset"])
+    assert not set(index["dataset"]) & {"notes_only"}
+    readable = manifest[(manifest["status"] == "ok") & manifest["target_class"].notna()]
+    assert set(index["sha256"]) <= set(readable["sha256"])
 
 
 def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun) -> None:

@@ -73,9 +73,11 @@ def parquet_columns(path: Path) -> list[str]:
     return pq.read_schema(path).names
 
 
-def write_parquet(destination: Path, frame: pd.DataFrame) -> Path:
+def write_parquet(destination: Path, frame: pd.DataFrame, schema: Any = None) -> Path:
+    """Write a frame as parquet, atomically; `schema` (a pyarrow schema) fixes the column
+    types, so that a column with no value in this frame keeps its type."""
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    frame.to_parquet(buffer, index=False, schema=schema)
     return write_bytes(destination, buffer.getvalue())
 
 
@@ -139,8 +141,21 @@ def content_version(frame: pd.DataFrame, columns: list[str]) -> str:
     index whose (sha256, group, class) rows are the same is the same index, whatever the
     file paths or the run that built it.
     """
-    rows = frame[columns].astype(str).apply("\x1f".join, axis=1).sort_values()
+    texts = [_text_or_missing(frame[column]) for column in columns]
     digest = hashlib.sha256("\x1e".join(columns).encode())
-    for row in rows:
+    for row in sorted("\x1f".join(values) for values in zip(*texts, strict=True)):
         digest.update(b"\x1e" + row.encode())
     return digest.hexdigest()[:20]
+
+
+# Stands for a missing value in a content version: no file path or label holds a NUL byte,
+# so a missing value never hashes like a real one ("nan", "None" or "").
+MISSING_TEXT = "\x00"
+
+
+def _text_or_missing(column: pd.Series) -> list[str]:
+    """Each value as text; missing values (None, NaN, NA) as MISSING_TEXT, explicitly (under
+    pandas 3 `astype(str)` keeps them missing, and its string dtype cuts text at a NUL)."""
+    present = column.notna().to_numpy()
+    values = column.to_numpy(dtype=object)
+    return [str(v) if ok else MISSING_TEXT for v, ok in zip(values, present, strict=True)]

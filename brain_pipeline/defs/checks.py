@@ -40,20 +40,32 @@ def reject_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="image_manifest", description="Every image folder maps to a class")
 def unmapped_folders(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    manifest = pd.read_parquet(_artifact(context, "image_manifest"))
-    unmapped = manifest[(manifest["status"] == "ok") & manifest["target_class"].isna()]
+    columns = ["dataset", "path", "status", "target_class"]
+    manifest = pd.read_parquet(_artifact(context, "image_manifest"), columns=columns)
+    images = manifest[manifest["status"] == "ok"]
+    unmapped = images[images["target_class"].isna()]
     folders = sorted(
         {
             f"{d}/{Path(p).parent}"
             for d, p in zip(unmapped["dataset"], unmapped["path"], strict=True)
         }
     )
+    # A download whose layout the class map does not know at all: the likeliest cause.
+    mapped_share = images["target_class"].notna().groupby(images["dataset"]).mean()
+    wholly_unmapped = sorted(mapped_share.index[mapped_share == 0])
     return dg.AssetCheckResult(
         passed=not folders,
         severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"datasets with no mapped image: {', '.join(wholly_unmapped)}; map their folders "
+            "with a class_map in datasets.toml"
+            if wholly_unmapped
+            else None
+        ),
         metadata={
             "n_unmapped_images": len(unmapped),
             "folders": dg.MetadataValue.json(folders[:50]),
+            "wholly_unmapped_datasets": dg.MetadataValue.json(wholly_unmapped),
         },
     )
 

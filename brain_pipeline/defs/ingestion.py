@@ -7,6 +7,7 @@ from brain_pipeline.core import plots, reports
 from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
 from brain_pipeline.core.data import dedup, manifest_io, resaved, shortcuts, splits
 from brain_pipeline.core.data.manifest import (
+    MANIFEST_SCHEMA,
     build_manifest,
     manifest_summary,
     readable_thumbnails,
@@ -108,7 +109,7 @@ def dataset_manifest(
             None if previous is None else pd.read_parquet(previous.path),
             progress=lambda done, total: context.log.info(f"decoded {done}/{total} files"),
         )
-    path = write_parquet(step.folder / "manifest.parquet", manifest)
+    path = write_parquet(step.folder / "manifest.parquet", manifest, schema=MANIFEST_SCHEMA)
     summary = manifest_summary(manifest)
     return step.result(
         {
@@ -147,7 +148,7 @@ def image_manifest(
     if reused := step.reused():
         return reused
     path = step.folder / "manifest.parquet"
-    manifest_io.combine([step.upstream[name].path for name in names], path)
+    manifest_io.combine([step.upstream[name].path for name in names], path, MANIFEST_SCHEMA)
     table = manifest_io.read_without_blobs(path)
     summary = manifest_summary(table)
     write_json(step.folder / "summary.json", summary)

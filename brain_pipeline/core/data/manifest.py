@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from PIL import Image, ImageOps
 
 from brain_pipeline.core.data.resaved import local_features
@@ -33,25 +34,32 @@ THUMBNAIL_SIDE = 32
 # Far above any real MRI slice; larger images are refused as potential decompression bombs.
 MAX_IMAGE_PIXELS = 50_000_000
 
-MANIFEST_COLUMNS = [
-    "dataset",
-    "path",
-    "source_label",
-    "target_class",
-    "sha256",
-    "format",
-    "width",
-    "height",
-    "mode",
-    "bytes",
-    "mtime_ns",
-    "status",
-    "reason",
-    "note",
-    "thumbnail",
-    "keypoints",
-    "detail",
-]
+_TEXT, _INT, _BLOB = pa.large_string(), pa.int64(), pa.binary()
+# One fixed schema for every manifest part, so that a column with no value in one dataset
+# (every file unmapped: no target_class; every file skipped: no sha256) keeps its type and
+# any mix of datasets combines.
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("dataset", _TEXT),
+        ("path", _TEXT),
+        ("source_label", _TEXT),
+        ("target_class", _TEXT),
+        ("sha256", _TEXT),
+        ("format", _TEXT),
+        ("width", _INT),
+        ("height", _INT),
+        ("mode", _TEXT),
+        ("bytes", _INT),
+        ("mtime_ns", _INT),
+        ("status", _TEXT),
+        ("reason", _TEXT),
+        ("note", _TEXT),
+        ("thumbnail", _BLOB),
+        ("keypoints", _BLOB),
+        ("detail", _BLOB),
+    ]
+)
+MANIFEST_COLUMNS = list(MANIFEST_SCHEMA.names)
 
 
 @dataclass(frozen=True)

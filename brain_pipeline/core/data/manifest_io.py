@@ -23,32 +23,50 @@ SHA_CHARS = 64  # a sha256 in hex
 BLOB_COLUMNS = ("thumbnail", "keypoints", "detail")
 
 
-def combine(parts: Sequence[Path], out: Path) -> int:
+def combine(parts: Sequence[Path], out: Path, schema: pa.Schema | None = None) -> int:
     """Write the rows of every part, in order, into one parquet file; returns the row count.
 
-    Parts must share one schema (they are written by the same code). Written to a temporary
-    name and renamed, so a reader never sees half a manifest.
+    Every part is cast to `schema` (default: the first part's), so a column that holds no
+    value in one part (written with the null type) still combines. Parts must have the same
+    columns. Written to a temporary name and renamed, so a reader never sees half a manifest.
     """
     if not parts:
         raise ValueError("no manifest parts to combine: is any dataset configured?")
-    schema = pq.read_schema(parts[0])
+    schema = schema or pq.read_schema(parts[0])
     partial = out.with_name(out.name + ".partial")
     rows = 0
     with pq.ParquetWriter(partial, schema) as writer:
         for part in parts:
-            if not pq.read_schema(part).equals(schema):
-                raise ValueError(
-                    f"{part}: its columns differ from {parts[0]}; materialize its "
-                    "manifest again with this code version"
-                )
+            _check_columns(part, schema)
             reader = pq.ParquetFile(part, pre_buffer=False)
             for batch in reader.iter_batches(batch_size=BATCH_ROWS):
+                table = _cast(pa.Table.from_batches([batch]), schema, part)
                 # One row group per batch: `write_batch` would buffer up to a million rows
                 # into one row group, and a reader would then hold it whole.
-                writer.write_table(pa.Table.from_batches([batch]), row_group_size=BATCH_ROWS)
+                writer.write_table(table, row_group_size=BATCH_ROWS)
                 rows += batch.num_rows
     partial.replace(out)
     return rows
+
+
+def _check_columns(part: Path, schema: pa.Schema) -> None:
+    names = pq.read_schema(part).names
+    if names != schema.names:
+        missing = [n for n in schema.names if n not in names]
+        extra = [n for n in names if n not in schema.names]
+        raise ValueError(
+            f"{part}: its columns differ from the manifest's (missing: {missing or 'none'}; "
+            f"unexpected: {extra or 'none'}; or another order): it was written by another "
+            "version of brain_pipeline; materialize that dataset's manifest again"
+        )
+
+
+def _cast(table: pa.Table, schema: pa.Schema, part: Path) -> pa.Table:
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        message = f"{part}: a column's values do not fit the manifest's types: {exc}"
+        raise ValueError(message) from exc
 
 
 def read_without_blobs(path: Path, keep: Sequence[str] = ()) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from brain_pipeline.core.data import manifest_io
@@ -75,7 +76,37 @@ def test_parts_with_other_columns_are_refused(tmp_path: Path) -> None:
     good = part(tmp_path / "a.parquet", "a", ["s1"], ["ok"])
     other = tmp_path / "b.parquet"
     pd.DataFrame({"dataset": ["b"], "sha256": [sha("s2")]}).to_parquet(other)
-    with pytest.raises(ValueError, match="b.parquet: its columns differ"):
+    differ = r"b.parquet: its columns differ.*missing: \['status', 'thumbnail'\]"
+    with pytest.raises(ValueError, match=differ):
         manifest_io.combine([good, other], tmp_path / "all.parquet")
     with pytest.raises(ValueError, match="no manifest parts"):
         manifest_io.combine([], tmp_path / "all.parquet")
+
+
+def test_a_wholly_unmapped_dataset_combines_with_a_mapped_one(tmp_path: Path) -> None:
+    """An all-missing column (no target_class, no sha256) keeps its type in the fixed schema,
+    where pandas alone would write the null type and the parts would not combine."""
+    from brain_pipeline.core.artifacts import write_parquet
+    from brain_pipeline.core.data.manifest import MANIFEST_SCHEMA, build_manifest
+    from brain_pipeline.core.data.sources import DatasetSpec
+    from brain_pipeline_tests.hostile_files import jpeg
+
+    for folder, name in (("mapped/yes", "a.jpg"), ("unmapped/scans", "b.jpg")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / name).write_bytes(jpeg(len(folder)))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    parts = []
+    for name in ("mapped", "unmapped", "notes"):
+        frame, _ = build_manifest([DatasetSpec(name, tmp_path / name)])
+        parts.append(write_parquet(tmp_path / f"{name}.parquet", frame, schema=MANIFEST_SCHEMA))
+        untyped = tmp_path / f"{name}_untyped.parquet"
+        frame.to_parquet(untyped)
+        if name != "mapped":  # the failure the fixed schema prevents
+            assert not pq.read_schema(untyped).equals(pq.read_schema(tmp_path / "mapped.parquet"))
+    assert manifest_io.combine(parts, tmp_path / "all.parquet", MANIFEST_SCHEMA) == 3
+    combined = pd.read_parquet(tmp_path / "all.parquet").set_index("dataset")
+    assert combined.loc["mapped", "target_class"] == "tumor_brain"
+    assert pd.isna(combined.loc["unmapped", "target_class"])
+    assert combined.loc["notes", "status"] == "skipped"
+    assert pq.read_schema(tmp_path / "all.parquet").equals(MANIFEST_SCHEMA)
