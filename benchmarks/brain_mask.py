@@ -40,7 +40,7 @@ def sample_files(data_dir: Path, n: int, seed: int = 0) -> list[Path]:
 def time_masks(files: list[Path], size: int) -> list[float]:
     """Seconds per image for the brain mask of each file's model input at ``size`` px."""
     # Skull stripping masks the percentile-scaled input, before equalisation.
-    preprocessing = Preprocessing(size, intensity="percentile")
+    preprocessing = Preprocessing(size, skull_strip=False, intensity="percentile")
     inputs = [preprocess_image(load_image(path), preprocessing) for path in files]
     estimate_brain_mask(inputs[0])  # warm-up
     seconds = []

@@ -16,7 +16,6 @@ from PIL import Image
 from brain_pipeline.cli import main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
-from brain_pipeline.core.serving.predictor import preprocessing_for
 from brain_pipeline_tests.conftest import MaterializedRun
 
 
@@ -126,12 +125,14 @@ def test_a_bare_model_file_is_preprocessed_as_the_project_trains_with_a_warning(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["predicted_class"]
     assert f"no preprocessing.json beside {model_path}" in captured.err
-    assert preprocessing_for(model_path, 48) == Preprocessing(
+    assert Preprocessing.for_model(model_path, 48) == Preprocessing(
         48, skull_strip=True, intensity="equalise"
     )
     # With a record beside the model, the record wins and nothing is said.
     Preprocessing(48, skull_strip=False, intensity="percentile").save(model_path.parent)
-    assert preprocessing_for(model_path, 48) == Preprocessing(48, intensity="percentile")
+    assert Preprocessing.for_model(model_path, 48) == Preprocessing(
+        48, skull_strip=False, intensity="percentile"
+    )
     main(["predict", str(image), "--model", str(model_path)])
     assert "no preprocessing.json" not in capsys.readouterr().err
 

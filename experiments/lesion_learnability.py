@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(1)
-    preprocessing = Preprocessing(128, intensity=args.intensity)
+    preprocessing = Preprocessing(128, skull_strip=False, intensity=args.intensity)
     images, labels, masks = [], [], []
     started = time.perf_counter()
     for i in range(args.images):

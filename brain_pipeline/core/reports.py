@@ -85,7 +85,7 @@ def sample_grid(
         shown = members.sample(n=min(per_group, len(members)), random_state=seed)
         for _, row in shown.iterrows():
             image = load_image(filesystem_path(roots[row["dataset"]], row["path"]))
-            images.append(preprocess_image(image, Preprocessing(SAMPLE_SIDE)))
+            images.append(preprocess_image(image, Preprocessing(SAMPLE_SIDE, skull_strip=False)))
             titles.append(f"{row['target_class']}\n{row['dataset']}")
         blanks = per_group - len(shown)
         images.extend([np.zeros((SAMPLE_SIDE, SAMPLE_SIDE, 1), np.float32)] * blanks)

@@ -9,9 +9,8 @@ from brain_pipeline.core.data import external, manifest_io
 from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.model.external import RESULT_FILE, external_scores, headline
 from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.tensors import tensors_for_rows
+from brain_pipeline.core.model.tensors import load_model, tensors_for_rows
 from brain_pipeline.core.model.training import predict_probabilities
-from brain_pipeline.core.serving.predictor import preprocessing_for
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, markdown_table, progress_log
 from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
@@ -86,10 +85,7 @@ def external_evaluation(
 
 def _score_each(context, storage, model_path, manifest, pool, names):
     """Per external dataset: copies found, the rest scored; (results, per-image tables)."""
-    import keras
-
-    model = keras.models.load_model(model_path)
-    preprocessing = preprocessing_for(model_path, int(model.input_shape[1]))
+    model, preprocessing = load_model(model_path)
     roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
     results, tables = {}, {}
     for name in names["external"]:

@@ -96,10 +96,13 @@ class Preprocessing:
     uniform distribution by rank (histogram equalisation), so brightness and contrast, which
     differ by source and scanner, no longer tell the sources apart; "percentile" only divides
     by the 99.5th percentile (the behaviour of models trained before it existed).
+
+    The defaults are the project's training defaults, and the one default anywhere: a bare
+    .keras file (no record beside it) is read with them (`for_model`).
     """
 
     image_size: int
-    skull_strip: bool = False
+    skull_strip: bool = True
     intensity: str = "equalise"
 
     FILE_NAME = "preprocessing.json"
@@ -120,13 +123,16 @@ class Preprocessing:
 
     @classmethod
     def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:
-        """Read the record beside a .keras file; a bare model file gets the defaults.
+        """The one reader of a model's preprocessing: the record beside a .keras file, or for
+        a bare model file the defaults at the model's input size.
 
-        Records written before ``intensity`` existed describe percentile scaling.
+        Records written before ``skull_strip`` or ``intensity`` existed describe what models
+        did then: no stripping, percentile scaling.
         """
         record = cls.record_path(model_path)
         if record.exists():
-            return cls(**{"intensity": "percentile", **json.loads(record.read_text())})
+            legacy = {"skull_strip": False, "intensity": "percentile"}
+            return cls(**{**legacy, **json.loads(record.read_text())})
         return cls(image_size=input_size)
 
     def apply(self, image: Image.Image, mask: np.ndarray | None = None):

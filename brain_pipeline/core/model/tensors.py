@@ -34,13 +34,18 @@ def tensors_for_rows(
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
 
 
-def trained_model_and_splits(model_path: Path, splits_path: Path):
-    """A saved model, the preprocessing recorded beside it, and the split table.
-
-    Returns ``(model, preprocessing, table)``; evaluation and explanation both start here.
-    """
+def load_model(model_path: Path):
+    """A saved model and its preprocessing (`Preprocessing.for_model`): ``(model,
+    preprocessing)``. Evaluation, explanation, the guard, external evaluation, `predict`,
+    `serve` and `export` all load a model here, so a bare .keras file is read alike."""
     import keras
 
     model = keras.models.load_model(model_path)
-    preprocessing = Preprocessing.for_model(Path(model_path), int(model.input_shape[1]))
+    return model, Preprocessing.for_model(Path(model_path), int(model.input_shape[1]))
+
+
+def trained_model_and_splits(model_path: Path, splits_path: Path):
+    """A saved model, its preprocessing and the split table: ``(model, preprocessing,
+    table)``; evaluation and explanation both start here."""
+    model, preprocessing = load_model(model_path)
     return model, preprocessing, pd.read_parquet(splits_path)

@@ -20,6 +20,10 @@ from brain_pipeline.core.model.architectures import AugmentationConfig, build_mo
 from brain_pipeline.core.model.inputs import batch_stream
 from brain_pipeline.core.model.temperature import fitted_temperature, fold_into_logits
 
+# The preprocessing defaults live with Preprocessing (one default for training and for a
+# bare model file).
+_PREPROCESSING = Preprocessing(image_size=96)
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -61,8 +65,8 @@ class TrainingConfig:
     # Stripping zeroes the skull and background (imaging.strip_skull); on the real data it
     # lowered the source probe and raised accuracy (docs/decisions.md, "Skull stripping").
     # Intensity: "equalise" or "percentile" (see imaging.Preprocessing).
-    skull_strip: bool = True
-    intensity: str = "equalise"
+    skull_strip: bool = _PREPROCESSING.skull_strip
+    intensity: str = _PREPROCESSING.intensity
     # After training, fit one temperature on the validation images and fold it into the
     # logits layer (core/model/temperature.py): calibrated confidences, the same decisions.
     temperature_scaling: bool = True

@@ -19,16 +19,6 @@ NOT_JUDGED = (
 )
 
 
-def preprocessing_for(model_path: Path, input_size: int) -> Preprocessing:
-    """The preprocessing recorded beside the model; for a bare .keras file (user-supplied
-    weights), this project's training defaults at the model's input size."""
-    from brain_pipeline.core.model.training import TrainingConfig
-
-    if Preprocessing.record_path(model_path).exists():
-        return Preprocessing.for_model(model_path, input_size)
-    return TrainingConfig(image_size=input_size).preprocessing
-
-
 @dataclass(frozen=True)
 class Prepared:
     """One image made ready for the model: its tensor and the statistics the guard reads."""
@@ -59,10 +49,9 @@ class Predictor:
 
     @classmethod
     def load(cls, model_path: Path, version: str, guard_folder: Path | None) -> Predictor:
-        import keras
+        from brain_pipeline.core.model.tensors import load_model
 
-        model = keras.models.load_model(model_path)
-        preprocessing = preprocessing_for(Path(model_path), int(model.input_shape[1]))
+        model, preprocessing = load_model(Path(model_path))
         guard = OODGuard.load(guard_folder) if guard_folder else None
         return cls(model, preprocessing, version, Path(model_path), guard, guard_folder)
 

@@ -126,7 +126,9 @@ def _recall_precision(mask: np.ndarray, truth: np.ndarray) -> tuple[float, float
 def test_brain_mask_matches_the_phantoms_true_brain(style, min_recall, min_precision, intensity):
     # The generator knows each phantom's brain; the estimate must find most of it in model
     # inputs of either intensity mode (an Otsu split found about half on equalised ones).
-    for tensor, truth in _phantom_inputs(style, Preprocessing(96, intensity=intensity)):
+    for tensor, truth in _phantom_inputs(
+        style, Preprocessing(96, skull_strip=False, intensity=intensity)
+    ):
         recall, precision = _recall_precision(estimate_brain_mask(tensor), truth)
         assert recall >= min_recall and precision >= min_precision
 
@@ -138,7 +140,7 @@ def test_brain_mask_matches_the_phantoms_true_brain(style, min_recall, min_preci
 def test_large_inputs_are_masked_at_full_resolution(style, min_recall, min_precision):
     # No reduced copy any more: at 384 px the mask has the image's shape, is as close to the
     # true brain as at 96 px, and its outline is not made of 2 x 2 blocks.
-    for tensor, truth in _phantom_inputs(style, Preprocessing(384), n=1):
+    for tensor, truth in _phantom_inputs(style, Preprocessing(384, skull_strip=False), n=1):
         mask = estimate_brain_mask(tensor)
         assert mask.shape == truth.shape == (384, 384)
         recall, precision = _recall_precision(mask, truth)

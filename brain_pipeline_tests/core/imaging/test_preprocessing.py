@@ -19,9 +19,10 @@ from brain_pipeline.core.imaging.preprocessing import (
     preprocess_image,
     preprocess_with_mask,
 )
+from brain_pipeline.core.model.training import TrainingConfig
 
 # Geometry tests read intensities directly, so they use the plain percentile scaling.
-PERCENTILE_64 = Preprocessing(64, intensity="percentile")
+PERCENTILE_64 = Preprocessing(64, skull_strip=False, intensity="percentile")
 
 
 def _head(
@@ -94,7 +95,9 @@ def test_skull_strip_removes_the_ring_and_keeps_the_brain() -> None:
 
 def test_preprocessing_record_round_trips_beside_the_model(tmp_path: Path) -> None:
     model_path = tmp_path / "model.keras"
-    assert Preprocessing.for_model(model_path, 96) == Preprocessing(96, skull_strip=False)
+    # A bare model file: the defaults, which are the training defaults.
+    assert Preprocessing.for_model(model_path, 96) == Preprocessing(96)
+    assert Preprocessing(96) == TrainingConfig(image_size=96).preprocessing
     Preprocessing(64, skull_strip=True, intensity="percentile").save(tmp_path)
     assert Preprocessing.for_model(model_path, 96) == Preprocessing(
         64, skull_strip=True, intensity="percentile"
@@ -104,7 +107,7 @@ def test_preprocessing_record_round_trips_beside_the_model(tmp_path: Path) -> No
 def test_a_record_from_before_intensity_modes_means_percentile_scaling(tmp_path: Path) -> None:
     (tmp_path / Preprocessing.FILE_NAME).write_text('{"image_size": 64, "skull_strip": false}')
     loaded = Preprocessing.for_model(tmp_path / "model.keras", 96)
-    assert loaded == Preprocessing(64, intensity="percentile")
+    assert loaded == Preprocessing(64, skull_strip=False, intensity="percentile")
 
 
 def test_unknown_intensity_mode_is_refused() -> None:
@@ -126,7 +129,7 @@ def _textured_head(gamma: float, gain: float) -> Image.Image:
 def test_equalisation_makes_contrast_and_brightness_of_a_source_irrelevant() -> None:
     bright = _textured_head(gamma=0.6, gain=1.0)
     dark = _textured_head(gamma=1.8, gain=0.5)
-    equalised = [preprocess_image(i, Preprocessing(64)) for i in (bright, dark)]
+    equalised = [preprocess_image(i, Preprocessing(64, skull_strip=False)) for i in (bright, dark)]
     scaled = [preprocess_image(i, PERCENTILE_64) for i in (bright, dark)]
     # Percentile scaling keeps the difference in contrast; equalisation removes it.
     assert abs(scaled[0].mean() - scaled[1].mean()) > 0.1
