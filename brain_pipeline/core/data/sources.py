@@ -8,6 +8,7 @@ folder names, found at any nesting depth.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -105,44 +106,104 @@ def load_raw_data_config(data_dir: Path) -> RawDataConfig:
     return _parse_config(data_dir, config_path)
 
 
+# The keys datasets.toml knows, where they belong, and what each means (for the errors).
+TOP_LEVEL_KEYS = {
+    "datasets": "one [datasets.NAME] table per dataset",
+    "class_map": "folder name -> class, for every dataset",
+    "lesion_masks": "the folder of ground-truth lesion masks",
+}
+DATASET_KEYS = {
+    "path": "the dataset's folder, relative to the raw-data root",
+    "role": f"one of {', '.join(ROLES)}",
+    "class_map": "folder name -> class for this dataset, over the top-level class_map",
+}
+
+
 def _parse_config(data_dir: Path, config_path: Path) -> RawDataConfig:
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise DatasetConfigError(f"{config_path}: not valid TOML ({exc})") from exc
-    class_map = dict(DEFAULT_CLASS_MAP)
-    for label, target in raw.get("class_map", {}).items():
-        if target not in TARGET_CLASSES and target != "":
-            raise DatasetConfigError(
-                f"{config_path}: class_map maps {label!r} to {target!r}; use one of "
-                f'{", ".join(TARGET_CLASSES)} (or "" to ignore that folder)'
-            )
-        class_map[label] = target
+    _refuse_unknown_keys(config_path, raw, "the top level", TOP_LEVEL_KEYS, DATASET_KEYS)
+    class_map = _class_map(config_path, raw, "class_map", dict(DEFAULT_CLASS_MAP))
     tables = raw.get("datasets", {})
-    if not tables:
+    if not isinstance(tables, dict) or not tables:
         raise DatasetConfigError(f"{config_path}: declares no [datasets.NAME] table")
-    datasets = []
-    for name, table in tables.items():
-        root = data_dir / table.get("path", name)
-        if not root.is_dir():
-            raise DatasetConfigError(
-                f"{config_path}: dataset {name!r} points at {root}, which is not a folder"
-            )
-        role = table.get("role", "training")
-        if role not in ROLES:
-            raise DatasetConfigError(
-                f"{config_path}: dataset {name!r} has role {role!r}; use one of {', '.join(ROLES)}"
-            )
-        datasets.append(
-            DatasetSpec(name=_asset_safe_name(name), root=root, class_map=class_map, role=role)
-        )
+    datasets = [
+        _dataset_spec(data_dir, config_path, name, table, class_map)
+        for name, table in tables.items()
+    ]
     if not any(spec.role == "training" for spec in datasets):
         raise DatasetConfigError(
             f"{config_path}: every dataset is external; at least one must be for training"
         )
     masks_setting = raw.get("lesion_masks")
+    if masks_setting is not None and not isinstance(masks_setting, str):
+        raise DatasetConfigError(f"{config_path}: lesion_masks must be a folder name (a string)")
     masks = data_dir / masks_setting if masks_setting else None
     return RawDataConfig(data_dir, tuple(datasets), masks)
+
+
+def _dataset_spec(
+    data_dir: Path, config_path: Path, name: str, table: object, class_map: dict[str, str]
+) -> DatasetSpec:
+    """One [datasets.NAME] table, checked key by key."""
+    where = f"[datasets.{name}]"
+    if not isinstance(table, dict):
+        raise DatasetConfigError(f"{config_path}: datasets.{name} must be a table {where}")
+    _refuse_unknown_keys(config_path, table, where, DATASET_KEYS, TOP_LEVEL_KEYS)
+    path = table.get("path", name)
+    if not isinstance(path, str):
+        raise DatasetConfigError(f"{config_path}: {where} path must be a string, got {path!r}")
+    root = data_dir / path
+    if not root.is_dir():
+        raise DatasetConfigError(
+            f"{config_path}: dataset {name!r} points at {root}, which is not a folder"
+        )
+    role = table.get("role", "training")
+    if role not in ROLES:
+        raise DatasetConfigError(
+            f"{config_path}: dataset {name!r} has role {role!r}; use one of {', '.join(ROLES)}"
+        )
+    own_map = _class_map(config_path, table, f"datasets.{name}.class_map", dict(class_map))
+    return DatasetSpec(name=_asset_safe_name(name), root=root, class_map=own_map, role=role)
+
+
+def _class_map(config_path: Path, table: dict, where: str, base: dict[str, str]) -> dict[str, str]:
+    """`base` with the table's `class_map` laid over it, each target checked."""
+    given = table.get("class_map", {})
+    if not isinstance(given, dict):
+        raise DatasetConfigError(f"{config_path}: {where} must be a table [{where}]")
+    for label, target in given.items():
+        if target not in TARGET_CLASSES and target != "":
+            raise DatasetConfigError(
+                f"{config_path}: {where} maps {label!r} to {target!r}; use one of "
+                f'{", ".join(TARGET_CLASSES)} (or "" to ignore that folder)'
+            )
+        base[label] = target
+    return base
+
+
+def _refuse_unknown_keys(
+    config_path: Path, table: dict, where: str, known: dict[str, str], elsewhere: dict[str, str]
+) -> None:
+    """A misspelt or misplaced key would otherwise be ignored without a word."""
+    top = where == "the top level"
+    for key in set(table) - set(known):
+        if key in elsewhere:
+            hint = (
+                " (it belongs in a [datasets.NAME] table)"
+                if top
+                else " (it belongs at the top level, above the first [table])"
+            )
+        else:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listing = ", ".join(f"{k} ({meaning})" for k, meaning in known.items())
+        place = "at the top level" if top else f"in {where}"
+        raise DatasetConfigError(
+            f"{config_path}: unknown key {key!r} {place}{hint}. Keys {place}: {listing}"
+        )
 
 
 def _asset_safe_name(name: str) -> str:

@@ -57,3 +57,54 @@ def test_fingerprint_changes_when_a_file_is_added(tmp_path: Path) -> None:
     assert dataset_fingerprint(tmp_path) == before
     (tmp_path / "yes" / "b.jpg").write_bytes(b"y")
     assert dataset_fingerprint(tmp_path) != before
+
+
+def test_a_dataset_table_may_carry_its_own_class_map(tmp_path: Path) -> None:
+    for folder in ("adni/AD", "other/AD"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "datasets.toml").write_text(
+        '[class_map]\nweird = "tumor_brain"\n'
+        '[datasets.adni]\npath = "adni"\n'
+        '[datasets.adni.class_map]\nAD = "alzheimer_brain"\nweird = ""\n'
+        '[datasets.other]\npath = "other"\n'
+    )
+    adni, other = load_raw_data_config(tmp_path).datasets
+    assert adni.class_map["AD"] == "alzheimer_brain"
+    assert adni.class_map["weird"] == ""  # the dataset's own entry wins over the top level
+    assert adni.class_map["yes"] == "tumor_brain"  # the built-in map stays underneath
+    assert "AD" not in other.class_map and other.class_map["weird"] == "tumor_brain"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[class-map]\nAD = "alzheimer_brain"\n[datasets.a]\n',
+            r"unknown key 'class-map' at the top level \(did you mean 'class_map'\?\)",
+        ),
+        (
+            '[datasets.a]\n[datasets.a.class-map]\nAD = "alzheimer_brain"\n',
+            r"unknown key 'class-map' in \[datasets.a\] \(did you mean 'class_map'\?\)",
+        ),
+        (
+            'role = "external"\n[datasets.a]\n',
+            r"unknown key 'role' at the top level \(it belongs in a \[datasets.NAME\] table\)",
+        ),
+        (
+            '[datasets.a]\nlesion_masks = "masks"\n',
+            r"unknown key 'lesion_masks' in \[datasets.a\] \(it belongs at the top level",
+        ),
+        ('[datasets.a]\nfolder = "a"\n', r"unknown key 'folder' in \[datasets.a\]\. Keys in"),
+        ("[datasets.a]\npath = 3\n", r"\[datasets.a\] path must be a string, got 3"),
+        ('class_map = "AD"\n[datasets.a]\n', r"class_map must be a table"),
+        ('[datasets.a]\n[datasets.a.class_map]\nAD = "cat"\n', r"datasets.a.class_map maps 'AD'"),
+    ],
+)
+def test_unknown_misplaced_or_mistyped_keys_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "datasets.toml").write_text(text)
+    with pytest.raises(DatasetConfigError, match=message) as raised:
+        load_raw_data_config(tmp_path)
+    assert str(tmp_path / "datasets.toml") in str(raised.value)  # the file is named
