@@ -13,6 +13,7 @@ from brain_pipeline.definitions import build_definitions
 from brain_pipeline.defs.automation import retrain_configuration
 from brain_pipeline.defs.resources import PipelineStorage
 from brain_pipeline.defs.training import SWEEP
+from brain_pipeline_tests.conftest import DATASETS
 
 
 @pytest.fixture()
@@ -93,8 +94,7 @@ def test_schedule_skips_when_the_manifest_is_current(data_copy: Path, tmp_path: 
     defs = build_definitions(data_dir=data_copy, artifacts_dir=tmp_path / "artifacts")
     with dg.instance_for_test() as instance:
         assert len(_evaluate_schedule(defs, instance).run_requests) == 1  # never built yet
-        names = ["synth_navoneel", "synth_preetviradiya", "synth_alzheimer"]
-        keys = [f"{prefix}/{name}" for name in names for prefix in ("raw", "manifest")]
+        keys = [f"{prefix}/{name}" for name in DATASETS for prefix in ("raw", "manifest")]
         defs.resolve_job_def("full_pipeline").execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(k) for k in [*keys, "image_manifest"]],
@@ -145,7 +145,7 @@ def test_a_new_dataset_rescans_only_its_own_manifest(data_copy: Path, tmp_path: 
             instance.get_latest_materialization_event(dg.AssetKey(["manifest", name]))
             .asset_materialization.metadata["n_files"]
             .value
-            for name in ("synth_navoneel", "synth_preetviradiya", "synth_alzheimer", "hospital_b")
+            for name in (*DATASETS, "hospital_b")
         ]
         assert n_files == sum(parts)
 

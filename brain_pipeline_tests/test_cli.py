@@ -16,7 +16,7 @@ from PIL import Image
 from brain_pipeline.cli import main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
-from brain_pipeline_tests.conftest import MaterializedRun
+from brain_pipeline_tests.conftest import DATASETS, MaterializedRun
 
 
 def test_synth_writes_kaggle_layouts(tmp_path: Path, capsys) -> None:
@@ -39,7 +39,8 @@ def test_materialize_reports_every_asset(materialized: MaterializedRun) -> None:
     assert "training configuration: stacked_96" in printed  # the sweep's default
     for key in ("image_manifest", "trained_model", "model_evaluation", "champion_model"):
         assert f"  {key}" in printed, key
-    assert "'accuracy':" in printed and "'n_files': 96" in printed
+    n_files = materialized.metadata["image_manifest"]["n_files"].value
+    assert "'accuracy':" in printed and f"'n_files': {n_files}" in printed
     assert "'decision': 'promoted'" in printed  # the first model becomes the champion
     assert {p.name for p in materialized.artifacts.iterdir()} >= {
         "balanced_index",
@@ -165,7 +166,7 @@ def test_lineage_traces_a_gallery_png_back_to_raw_images(
     assert keys[0] == "gradcam_gallery"
     assert {"trained_model", "dataset_splits", "balanced_index", "image_manifest"} <= set(keys)
     manifest_node = next(node for node in chain(tree) if node["asset_key"] == "image_manifest")
-    names = ["synth_navoneel", "synth_preetviradiya", "synth_alzheimer"]
+    names = DATASETS
     parts = {node["asset_key"]: node for node in manifest_node["upstream"]}
     assert set(parts) == {f"manifest/{name}" for name in names}
     for name in names:  # each dataset's manifest names the raw data version it was built from

@@ -18,7 +18,7 @@ from brain_pipeline.api import ServeSettings, create_app
 from brain_pipeline.core.model.promotion import PromotionHistory, PromotionRecord
 from brain_pipeline.core.serving.decoding import UploadLimits
 from brain_pipeline.core.serving.source import ModelSource
-from brain_pipeline_tests.conftest import MaterializedRun
+from brain_pipeline_tests.conftest import DATASETS, MaterializedRun
 from brain_pipeline_tests.core.serving.bad_inputs import bad_uploads, encoded, slice_like
 
 CLASSES = {"healthy_brain", "tumor_brain", "alzheimer_brain"}
@@ -133,9 +133,7 @@ def test_health_model_and_openapi(client: TestClient, materialized: Materialized
     assert model["card"]["intended_use"]["primary_uses"].startswith("Research and teaching")
     assert model["guard"]["auroc"] > 0.5 and model["guard"]["threshold"] > 0
     roots = model["lineage_root"]["raw_data_versions"]
-    assert set(roots) == {
-        f"raw/{name}" for name in ("synth_navoneel", "synth_preetviradiya", "synth_alzheimer")
-    }
+    assert set(roots) == {f"raw/{name}" for name in DATASETS}
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/explain", "/health", "/model"} <= set(paths)
 

@@ -1,6 +1,7 @@
 """Fixtures for the tests against real services: a fresh PostgreSQL database with a deploy
-instance, Celery workers on loopback RabbitMQ, and the tiny data. Everything a test starts,
-it stops; every database and queue it makes, it drops."""
+instance, Celery workers on a RabbitMQ node, and the tiny data. The servers are the tests'
+own (servers.py), started once per session where the programs are installed; everything a
+test starts, it stops; every database and queue it makes, it drops."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from brain_pipeline.defs.executors import CELERY_BROKER_ENV
 from brain_pipeline.defs.training import SWEEP
 from brain_pipeline.service import (
     PostgresSettings,
@@ -26,6 +28,7 @@ from brain_pipeline.service import (
     with_pg_defaults,
 )
 from brain_pipeline_tests.conftest import FAST_RUN
+from brain_pipeline_tests.service import servers
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -94,22 +97,57 @@ def drop_database(settings: PostgresSettings) -> None:
         connection.close()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, str]:
+    """The BRAIN_PIPELINE_PG_* settings of a disposable PostgreSQL cluster."""
+    bindir = servers.postgres_bindir()
+    if bindir is None:
+        servers.unavailable("postgres")
+    with servers.disposable_postgres(bindir) as port:
+        yield {
+            "BRAIN_PIPELINE_PG_HOST": "127.0.0.1",
+            "BRAIN_PIPELINE_PG_PORT": str(port),
+            "BRAIN_PIPELINE_PG_USER": "postgres",
+        }
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> str:
+    """The AMQP URL of a disposable RabbitMQ node."""
+    server = servers.rabbitmq_server()
+    if server is None:
+        servers.unavailable("rabbitmq")
+    with servers.disposable_rabbitmq(server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    path = servers.chromium()
+    if path is None:
+        servers.unavailable("chromium")
+    return path
+
+
 @pytest.fixture
-def deployments(tmp_path: Path, tiny_data_dir: Path):
-    """A factory of fresh deployments (each its own database and artifacts root)."""
+def deployments(tmp_path: Path, tiny_data_dir: Path, postgres_server, request):
+    """A factory of fresh deployments (each its own database and artifacts root); one whose
+    executor is Celery gets the session's RabbitMQ node as its broker."""
     made: list[Deployment] = []
 
     def make(**extra_env: str) -> Deployment:
         root = tmp_path / f"deployment{len(made)}"
         name = f"bp_test_{uuid.uuid4().hex[:10]}"
-        settings = PostgresSettings.from_env({"BRAIN_PIPELINE_PG_DB": name})
+        settings = PostgresSettings.from_env({**postgres_server, "BRAIN_PIPELINE_PG_DB": name})
         assert ensure_database(settings)
         config = root / "fast_run.json"
         home = prepare_home(root / "instance")
         config.write_text(json.dumps(FAST_RUN))
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("BRAIN_PIPELINE_")}
+        if extra_env.get("BRAIN_PIPELINE_EXECUTOR") == "celery":
+            extra_env.setdefault(CELERY_BROKER_ENV, request.getfixturevalue("rabbitmq_broker"))
         env = {
-            **with_pg_defaults(inherited),
+            **with_pg_defaults({**inherited, **postgres_server}),
             "BRAIN_PIPELINE_PG_DB": name,
             "DAGSTER_HOME": str(home),
             "BRAIN_PIPELINE_DATA_DIR": str(tiny_data_dir),
@@ -154,11 +192,9 @@ def _purge_queues(deployment: Deployment) -> None:
     """Delete the step queues so that nothing a test left behind reaches another test."""
     from kombu import Connection
 
-    from brain_pipeline.defs.executors import DEFAULT_CELERY_BROKER, TRAINING_QUEUE
+    from brain_pipeline.defs.executors import TRAINING_QUEUE
 
-    with Connection(
-        deployment.env.get("BRAIN_PIPELINE_CELERY_BROKER") or DEFAULT_CELERY_BROKER
-    ) as conn:
+    with Connection(deployment.env[CELERY_BROKER_ENV]) as conn:
         channel = conn.channel()
         for queue in ("dagster", TRAINING_QUEUE):
             with contextlib.suppress(Exception):

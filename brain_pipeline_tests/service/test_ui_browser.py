@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,17 +17,11 @@ import pytest
 from brain_pipeline.defs.training import SWEEP
 from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
 from brain_pipeline_tests.service.conftest import BIN, REPO, stop
+from brain_pipeline_tests.service.servers import free_port
 
 pytestmark = pytest.mark.services
 
-CHROMIUM = Path("/usr/bin/chromium")
 SOURCES = ["synth_alzheimer", "synth_navoneel", "synth_preetviradiya"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def dagster_dev(tmp_path: Path):
         "BRAIN_PIPELINE_DATA_DIR": str(data),
         "BRAIN_PIPELINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "dagster_dev.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml")]
@@ -118,8 +111,7 @@ class Screens:
         self.page.screenshot(path=str(self.folder / f"{self.count}_{name}.png"))
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
-def test_the_ui_in_a_browser(dagster_dev, tmp_path: Path) -> None:
+def test_the_ui_in_a_browser(chromium: Path, dagster_dev, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     base, env, data = dagster_dev
@@ -129,7 +121,7 @@ def test_the_ui_in_a_browser(dagster_dev, tmp_path: Path) -> None:
     started = time.monotonic()
     _wait(lambda: _answers(base), 180, "dagster dev")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         screens = Screens(page, shots)
         try:
