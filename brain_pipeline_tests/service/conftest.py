@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -229,12 +228,5 @@ def dagster_daemon(deployment: Deployment, log_dir: Path):
         log.close()
 
 
-def stop(process: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM the process's group (it was started in a session of its own), then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+# Stops a process started in a session of its own: SIGTERM to its group, then SIGKILL.
+stop = servers.stop_group

@@ -191,7 +191,7 @@ def disposable_rabbitmq(server: Path) -> Iterator[str]:
         _wait_for_broker(url, process, folder / "server.log")
         yield url
     finally:
-        _stop_group(process)
+        stop_group(process)
         if epmd := shutil.which("epmd"):
             subprocess.run([epmd, "-port", env["ERL_EPMD_PORT"], "-kill"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -213,8 +213,9 @@ def _wait_for_broker(url: str, process: subprocess.Popen, log: Path, timeout: fl
     raise TimeoutError(f"RabbitMQ did not accept connections within {timeout} s; see {log}")
 
 
-def _stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the server's process group (a graceful stop), then SIGKILL."""
+def stop_group(process: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the process's group (it was started in a session of its own: a graceful
+    stop), then SIGKILL."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
