@@ -17,6 +17,7 @@ import numpy as np
 
 from brain_pipeline.core.explain.heatmaps import as_image_batch
 from brain_pipeline.core.imaging.filters import gaussian_blur
+from brain_pipeline.core.model.training import predict_probabilities
 
 # How deletion removes a pixel. "blur" (the default) puts the blurred image's value there,
 # the canvas insertion starts from: the detail goes, the local intensity stays. "zero" is
@@ -92,7 +93,7 @@ def perturbation_aucs(
                 for i, h in zip(images[sl], heatmaps[sl], strict=True)
             ]
         )
-        probs = model.predict(batch.reshape(-1, *images.shape[1:], 1), batch_size=256, verbose=0)
+        probs = predict_probabilities(model, batch.reshape(-1, *images.shape[1:], 1), 256)
         probs = probs.reshape(*batch.shape[:3], -1)
         picked = np.take_along_axis(probs, class_indices[sl, None, None, None], axis=-1)[..., 0]
         for k, name in enumerate(names):

@@ -8,6 +8,7 @@ import functools
 import os
 import shutil
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,8 +422,27 @@ def _read_history(path: Path) -> dict[str, list[float]]:
 
 def predict_probabilities(model: keras.Model, tensors: np.ndarray, batch_size: int = 64):
     """Class probabilities for cached tensors, read batch by batch."""
+    forward = _inference_function(model)
     outputs = [
-        model.predict_on_batch(np.asarray(tensors[start : start + batch_size], dtype=np.float32))
+        forward(np.asarray(tensors[start : start + batch_size], dtype=np.float32)).numpy()
         for start in range(0, len(tensors), batch_size)
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
+
+
+# One traced inference graph per model, for every batch size: Keras's predict function is
+# traced again for each new batch shape (a last, smaller batch; the deletion curves' chunks),
+# and TensorFlow warns about the retracing.
+_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _inference_function(model: keras.Model):
+    import tensorflow as tf
+
+    if model not in _INFERENCE:
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        held = weakref.ref(model)  # the cache must not keep the model alive
+        _INFERENCE[model] = tf.function(
+            lambda x: held()(x, training=False), input_signature=[spec], autograph=False
+        )
+    return _INFERENCE[model]

@@ -14,7 +14,7 @@ from brain_pipeline.core.explain.faithfulness import (
     rank_correlation,
     ssim,
 )
-from brain_pipeline.core.explain.heatmaps import gradcam, random_heatmaps
+from brain_pipeline.core.explain.heatmaps import as_image_batch, gradcam, random_heatmaps
 
 
 @pytest.mark.parametrize("fill", DELETION_FILLS)
@@ -115,3 +115,20 @@ def test_ssim_on_hand_made_arrays():
     assert 0.0 < ssim(a, np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)) < 0.9
     with pytest.raises(ValueError):
         ssim(np.zeros((5, 5)), np.zeros((5, 5)))
+
+
+def test_scoring_traces_the_model_once_whatever_the_batch_sizes(model, lesion_set):
+    """Chunks and last batches of every size share one traced graph: no retracing (which
+    TensorFlow warns about, and which costs a trace per new shape)."""
+    from brain_pipeline.core.model.training import _inference_function, predict_probabilities
+
+    images, labels, _ = lesion_set
+    maps = random_heatmaps(np.random.default_rng(1), as_image_batch(images)[..., 0].shape)
+    perturbation_aucs(model, images, maps, labels, steps=4, max_batch_images=3 * 5 * 2 + 1)
+    assert _inference_function(model).experimental_get_tracing_count() == 1  # chunks of 2 sizes
+    for size in (1, 5, 7):
+        probabilities = predict_probabilities(model, images[:size], batch_size=3)
+        np.testing.assert_allclose(
+            probabilities, model.predict_on_batch(images[:size]), rtol=1e-5, atol=1e-6
+        )
+    assert _inference_function(model).experimental_get_tracing_count() == 1
