@@ -57,6 +57,14 @@ ASSETS = (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier (`-m fast`): every test that is neither slow nor services: the core's
+    unit tests and the one small materialization the session shares."""
+    for item in items:
+        if not {"slow", "services"} & {mark.name for mark in item.iter_markers()}:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three synthetic datasets in Kaggle layouts, 12 images per source label, small images,

@@ -15,6 +15,9 @@ from brain_pipeline.defs.resources import PipelineStorage
 from brain_pipeline.defs.training import SWEEP
 from brain_pipeline_tests.conftest import DATASETS
 
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:

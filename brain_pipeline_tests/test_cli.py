@@ -199,6 +199,7 @@ def test_lineage_of_a_foreign_file_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert "no provenance.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_failing_step_prints_the_error_and_exits_1(tmp_path: Path) -> None:
     # One dataset whose only file is not an image: the manifest rejects it, the index fails.
     (tmp_path / "raw" / "mydata" / "yes").mkdir(parents=True)

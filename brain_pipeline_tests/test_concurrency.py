@@ -55,6 +55,9 @@ import sys
 import dagster as dg
 from brain_pipeline.definitions import build_definitions
 from brain_pipeline.defs.resources import CarbonTracker
+
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
 data_dir, artifacts_dir = sys.argv[1:3]
 # reuse_unchanged=False: both runs really compute, neither reuses the other's artifacts.
 defs = build_definitions(data_dir=data_dir, artifacts_dir=artifacts_dir,

@@ -55,6 +55,7 @@ def data_copy(tiny_data_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_only_a_change_in_what_the_model_sees_retrains(data_copy: Path, tmp_path: Path) -> None:
     defs = build_definitions(
         data_dir=data_copy, artifacts_dir=tmp_path / "art", carbon=CarbonTracker(enabled=False)

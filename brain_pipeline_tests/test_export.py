@@ -12,6 +12,9 @@ from brain_pipeline.cli import main
 from brain_pipeline.core.serving.export import TOLERANCE, read_report
 from brain_pipeline_tests.conftest import MaterializedRun
 
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("fmt", ["saved_model", "onnx", "tflite"])
 def test_each_export_matches_keras_on_the_test_split(

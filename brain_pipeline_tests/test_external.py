@@ -16,6 +16,9 @@ from brain_pipeline.core.data.sources import DatasetConfigError, load_raw_data_c
 from brain_pipeline.core.phantoms import synthesize_datasets
 from brain_pipeline_tests.conftest import materialize_in
 
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 TUMOUR_FOLDERS = ("glioma", "meningioma", "pituitary")
 TOML = """lesion_masks = "_lesion_masks"
 [datasets.synth_navoneel]

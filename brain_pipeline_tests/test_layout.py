@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ PACKAGE = ROOT / "brain_pipeline"
 MAX_FUNCTION_LINES = 80
 
 
+@functools.cache  # parsed once for the session, not once per parametrized test
 def _modules() -> dict[str, ast.Module]:
     modules = {}
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -23,6 +23,9 @@ from brain_pipeline.core.model.promotion import PromotionHistory
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline_tests.conftest import DATASETS
 
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 TINY = {"image_size": 48, "batch_size": 16, "warmup_epochs": 0}
 UNTRAINED = {"epochs": 1, "learning_rate": 1e-6}
 

@@ -198,6 +198,7 @@ def test_emissions_are_recorded_for_each_tracked_step(materialized: Materialized
     assert metadata["emissions_record"]["n_model_versions"].value == 1
 
 
+@pytest.mark.slow
 def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
     materialized: MaterializedRun, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -214,6 +214,7 @@ def test_a_new_champion_is_served_without_dropping_requests(
     assert versions == sorted(versions, key=["first@a", "second@b"].index)
 
 
+@pytest.mark.slow
 def test_the_real_server_reloads_on_sighup_and_stops_cleanly(
     materialized: MaterializedRun, tiny_data_dir: Path, tmp_path: Path
 ) -> None:

@@ -51,6 +51,7 @@ def _config(**overrides) -> TrainingConfig:
     return TrainingConfig(**options)
 
 
+@pytest.mark.slow
 def test_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
     x, y = _toy_data()
     resume = tmp_path / "resume"
@@ -90,6 +91,7 @@ def test_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
     assert not resume.exists() or not any(resume.iterdir()), "finished runs delete their backup"
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path: Path) -> None:
     x, y = _toy_data()
     runs = [
@@ -119,6 +121,7 @@ def test_architectures_end_in_logits_then_softmax(architecture: str) -> None:
         build_model("resnet9000", image_size=64, n_classes=3)
 
 
+@pytest.mark.slow
 def test_best_epoch_names_the_weights_actually_kept(tmp_path: Path) -> None:
     x, y = _toy_data()
     # Training ends before early stopping starts watching: the last epoch's weights are kept.
@@ -160,6 +163,7 @@ def test_best_epoch_names_the_weights_actually_kept(tmp_path: Path) -> None:
     assert last.best_epoch == last.epochs_run == 4
 
 
+@pytest.mark.slow
 def test_a_torn_checkpoint_restarts_training_instead_of_failing(tmp_path: Path) -> None:
     x, y = _toy_data()
     resume = tmp_path / "resume"
@@ -239,6 +243,7 @@ def test_constant_schedule_and_bad_schedule_settings() -> None:
         learning_rate_schedule(TrainingConfig(lr_schedule="cosine", reduce_lr_patience=3), 7)
 
 
+@pytest.mark.slow
 def test_a_resumed_cosine_run_continues_the_schedule(tmp_path: Path) -> None:
     """The optimiser's step count is restored with the weights, so the learning rate after a
     resume is the one the uninterrupted run would have had."""
@@ -329,6 +334,7 @@ def test_validation_uses_batchnorm_statistics_of_the_current_weights(
     assert matches == (precise_bn_batches > 0)
 
 
+@pytest.mark.slow
 def test_temperature_scaling_calibrates_without_moving_a_decision(tmp_path: Path) -> None:
     """The same training with and without temperature scaling: the calibrated model gives
     the uncalibrated one's probabilities at the fitted temperature, the same classes, and
