@@ -11,8 +11,12 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from brain_pipeline.core.artifacts import atomic_path, write_bytes
+
+# Each materializes, trains or serves on its own: not in the fast tier.
+pytestmark = pytest.mark.slow
 
 
 def test_a_writer_killed_mid_write_leaves_no_file(tmp_path: Path) -> None:
@@ -56,8 +60,6 @@ import dagster as dg
 from brain_pipeline.definitions import build_definitions
 from brain_pipeline.defs.resources import CarbonTracker
 
-# Each materializes, trains or serves on its own: not in the fast tier.
-pytestmark = pytest.mark.slow
 data_dir, artifacts_dir = sys.argv[1:3]
 # reuse_unchanged=False: both runs really compute, neither reuses the other's artifacts.
 defs = build_definitions(data_dir=data_dir, artifacts_dir=artifacts_dir,
