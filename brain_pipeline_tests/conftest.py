@@ -65,6 +65,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.fast)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Skipped tests, one line per reason (a missing program skips several tests; pytest's
+    own summary would list each): what is missing and how to install it."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped tests, by reason")
+        for reason, count in reasons.items():
+            terminalreporter.write_line(f"SKIPPED {count} test{'s' * (count > 1)}: {reason}")
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three synthetic datasets in Kaggle layouts, 12 images per source label, small images,

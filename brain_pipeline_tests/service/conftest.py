@@ -129,12 +129,16 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-def deployments(tmp_path: Path, tiny_data_dir: Path, postgres_server, request):
+def deployments(tmp_path: Path, tiny_data_dir: Path, request):
     """A factory of fresh deployments (each its own database and artifacts root); one whose
-    executor is Celery gets the session's RabbitMQ node as its broker."""
+    executor is Celery gets the session's RabbitMQ node as its broker. The servers are asked
+    for in that order, so that a machine missing both hears of both."""
     made: list[Deployment] = []
 
     def make(**extra_env: str) -> Deployment:
+        if extra_env.get("BRAIN_PIPELINE_EXECUTOR") == "celery":
+            extra_env.setdefault(CELERY_BROKER_ENV, request.getfixturevalue("rabbitmq_broker"))
+        postgres_server = request.getfixturevalue("postgres_server")
         root = tmp_path / f"deployment{len(made)}"
         name = f"bp_test_{uuid.uuid4().hex[:10]}"
         settings = PostgresSettings.from_env({**postgres_server, "BRAIN_PIPELINE_PG_DB": name})
@@ -143,8 +147,6 @@ def deployments(tmp_path: Path, tiny_data_dir: Path, postgres_server, request):
         home = prepare_home(root / "instance")
         config.write_text(json.dumps(FAST_RUN))
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("BRAIN_PIPELINE_")}
-        if extra_env.get("BRAIN_PIPELINE_EXECUTOR") == "celery":
-            extra_env.setdefault(CELERY_BROKER_ENV, request.getfixturevalue("rabbitmq_broker"))
         env = {
             **with_pg_defaults({**inherited, **postgres_server}),
             "BRAIN_PIPELINE_PG_DB": name,
