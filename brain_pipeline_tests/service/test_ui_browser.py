@@ -15,12 +15,13 @@ import dagster as dg
 import pytest
 
 from brain_pipeline.defs.training import SWEEP
-from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
+from brain_pipeline_tests.conftest import ASSETS
 from brain_pipeline_tests.service.conftest import BIN, REPO, stop
 from brain_pipeline_tests.service.servers import free_port
 
 pytestmark = pytest.mark.services
 
+# The embedded data's datasets (data/datasets.toml), not the tiny test data's.
 SOURCES = ["synth_alzheimer", "synth_navoneel", "synth_preetviradiya"]
 
 
@@ -180,7 +181,7 @@ def _materialize_all_completes(screens: Screens, base: str, env: dict) -> None:
     """*Materialize all* asks for the training configuration (the partition): choose the
     sweep's default, launch one run, and wait for it."""
     page = screens.page
-    count = len(ASSETS) + len(MANIFEST_PARTS)
+    count = len(ASSETS) + len(SOURCES)  # the assets and one manifest per dataset
     button = page.get_by_role("button", name=re.compile(rf"Materialize all \({count}\)"))
     screens.open(f"{base}/locations/brain_pipeline/jobs/full_pipeline", lambda: button)
     screens.click(button)
