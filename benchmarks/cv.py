@@ -42,17 +42,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from brain_pipeline.core import artifact_names
+from brain_pipeline.core.data.prepared import pipeline_index
+from brain_pipeline.core.model.cross_validation import held_out_scores, validation_rows
+from brain_pipeline.core.model.measurement import in_child
 
-from benchdata import in_child, pipeline_index  # noqa: E402
-
-VAL_FRACTION = 0.15
-VAL_SALT = "cv-validation"
 TARGET_MACRO_F1 = 0.80
 
 
@@ -124,13 +121,6 @@ def _settings(args: dict) -> dict:
     return settings | ({"all_unique": True} if args.get("all_unique") else {})
 
 
-def _validation_rows(frame):
-    """Rows whose group falls in the validation share (by the hash of its group key)."""
-    from brain_pipeline.core.data.splits import group_position
-
-    return frame["group_id"].map(lambda g: group_position(g, VAL_SALT) < VAL_FRACTION).to_numpy()
-
-
 def prepare(args: dict) -> dict:
     """Manifest, balanced index with a fold per group, and one tensor cache of the index."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -142,7 +132,7 @@ def prepare(args: dict) -> dict:
     started, work = time.perf_counter(), Path(args["work_dir"])
     raw = load_raw_data_config(Path(args["data_dir"]))
     manifest, _ = build_manifest(raw.datasets)
-    manifest.to_parquet(work / "manifest.parquet")
+    manifest.to_parquet(work / artifact_names.MANIFEST)
     index = pipeline_index(manifest, raw.names("training"))
     folds = StratifiedGroupKFold(n_splits=args["folds"], shuffle=True, random_state=args["seed"])
     index["fold"] = -1
@@ -182,11 +172,10 @@ def _train(config, train, val, label: str, work: Path) -> dict:
     """Train one model on (tensors, labels) pairs; its clock, energy and the model."""
     import tempfile
 
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.emissions import TrackerSettings, track_step
+    from brain_pipeline.core.model.measurement import EpochClock
     from brain_pipeline.core.model.training import train_classifier
-
-    from benchdata import EpochClock
 
     clock = EpochClock(val[0], val[1], len(TARGET_CLASSES), label=label)
     with (
@@ -223,7 +212,8 @@ def run_fold(args: dict, fold: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from brain_pipeline.core.data.sources import TARGET_CLASSES, load_raw_data_config
+    from brain_pipeline.core.classes import TARGET_CLASSES
+    from brain_pipeline.core.data.sources import load_raw_data_config
     from brain_pipeline.core.model.tensors import tensors_for_rows
     from brain_pipeline.core.model.training import predict_probabilities
 
@@ -232,7 +222,7 @@ def run_fold(args: dict, fold: int) -> dict:
     raw = load_raw_data_config(Path(args["data_dir"]))
     tensors, labels = tensors_for_rows(index, raw.roots, config.preprocessing, work / "tensors")
     test = (index["fold"] == fold).to_numpy()
-    val = ~test & _validation_rows(index)
+    val = ~test & validation_rows(index)
     train = ~test & ~val
     part = {
         name: (np.asarray(tensors[mask]), labels[mask])
@@ -306,37 +296,6 @@ def _extra_training(work: Path, held_out, raw, config):
     return extra, np.asarray(tensors), labels
 
 
-def held_out_scores(predictions) -> dict:
-    """The test figures of out-of-fold predictions (one fold's, or all folds' pooled)."""
-    import numpy as np
-
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
-    from brain_pipeline.core.model import evaluation
-    from brain_pipeline.core.model.intervals import group_bootstrap_mean
-
-    probabilities = predictions[[f"p_{c}" for c in TARGET_CLASSES]].to_numpy()
-    truth = np.array([TARGET_CLASSES.index(c) for c in predictions["target_class"]])
-    metrics = evaluation.held_out_metrics(predictions, truth, probabilities, TARGET_CLASSES)
-    report = metrics["classification_report"]
-    model_right = probabilities.argmax(axis=1) == truth
-    probe_right = (predictions["probe_class"] == predictions["target_class"]).to_numpy()
-    return {
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["f1_macro"],
-        **{f"f1_{c}": report[c]["f1-score"] for c in TARGET_CLASSES},
-        "within_source": metrics["within_source_healthy_vs_alzheimer"]["accuracy"],
-        "ece": metrics["expected_calibration_error"],
-        "roc_auc_macro": metrics["roc_auc_macro"],
-        "raw_probe_accuracy": float(probe_right.mean()),
-        "margin_over_raw_probe": group_bootstrap_mean(
-            predictions["group_id"], model_right.astype(float) - probe_right
-        ),
-        "n_test_groups": metrics["intervals"]["n_groups"],
-        "intervals": metrics["intervals"]["metrics"],
-        "per_source": metrics["per_dataset"],
-    }
-
-
 def run_source(args: dict, source: str) -> dict:
     """Train without `source`, score it as an external dataset (or say why not)."""
     import pandas as pd
@@ -345,7 +304,7 @@ def run_source(args: dict, source: str) -> dict:
     from brain_pipeline.core.data.sources import load_raw_data_config
 
     raw = load_raw_data_config(Path(args["data_dir"]))
-    manifest = pd.read_parquet(Path(args["work_dir"]) / "manifest.parquet")
+    manifest = pd.read_parquet(Path(args["work_dir"]) / artifact_names.MANIFEST)
     others = [d for d in raw.names("training") if d != source]
     pool = external.scorable_rows(manifest, others)
     held = external.scorable_rows(manifest, [source])
@@ -373,14 +332,14 @@ def _training_names(data_dir: str) -> list[str]:
 
 def _train_and_score(args: dict, index, roots, kept) -> dict:
     """Train on the other sources' index as the pipeline would; score `kept` (external rows)."""
+    from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.data import external
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
     from brain_pipeline.core.model.external import external_scores
     from brain_pipeline.core.model.tensors import tensors_for_rows
     from brain_pipeline.core.model.training import predict_probabilities
 
     work, config = Path(args["work_dir"]), _config(args)
-    val = _validation_rows(index)
+    val = validation_rows(index)
 
     def tensors(frame):
         return tensors_for_rows(frame, roots, config.preprocessing, work / "tensors")

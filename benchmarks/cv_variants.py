@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cv import VAL_FRACTION, _validation_rows, held_out_scores  # noqa: E402
-
-from brain_pipeline.core.model.temperature import fitted_temperature, with_temperature  # noqa: E402
+from brain_pipeline.core.model.cross_validation import (
+    VAL_FRACTION,
+    held_out_scores,
+    validation_rows,
+)
+from brain_pipeline.core.model.temperature import fitted_temperature, with_temperature
 
 FIGURES = ("macro_f1", "accuracy", "within_source", "ece", "margin_over_raw_probe")
 
@@ -63,7 +63,7 @@ def _fold_inputs(work: Path, fold: int):
     roots = _roots(settings["data_dir"])
     tensors, labels = tensors_for_rows(index, roots, preprocessing, work / "tensors")
     test = (index["fold"] == fold).to_numpy()
-    val = ~test & _validation_rows(index)
+    val = ~test & validation_rows(index)
     model = keras.models.load_model(work / f"fold_{fold}.keras")
     return model, np.asarray(tensors[val]), labels[val], np.asarray(tensors[test])
 
@@ -76,7 +76,7 @@ def _roots(data_dir: str):
 
 def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
     """Each variant's test figures for one fold."""
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.model.training import predict_probabilities
 
     model, val_x, val_y, test_x = _fold_inputs(work, fold)

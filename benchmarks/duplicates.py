@@ -37,8 +37,9 @@ from brain_pipeline.core.data.dedup import (
     near_duplicate_groups,
     thumbnail_matrix,
 )
-from brain_pipeline.core.data.manifest import build_manifest, grayscale_thumbnail, to_grayscale
+from brain_pipeline.core.data.manifest import build_manifest, grayscale_thumbnail
 from brain_pipeline.core.data.sources import load_raw_data_config
+from brain_pipeline.core.imaging.grayscale import to_grayscale
 from brain_pipeline.core.imaging.preprocessing import filesystem_path, load_image
 
 ALZHEIMER_LABELS = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")

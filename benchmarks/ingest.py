@@ -119,7 +119,7 @@ def main() -> None:
         print(f"+100 files re-scan: {decoded_new} decoded, {add_s:.2f} s")
 
     started = time.perf_counter()
-    index, conflicts, report, _, *_ = build_balanced_index(cold, seed=0)
+    index, conflicts, report, _, *_ = build_balanced_index(cold)
     index_s = time.perf_counter() - started
     versus_exact = approximate_versus_exact(cold, grown)
     print("thumbnail pairs, approximate vs exact:", json.dumps(versus_exact))

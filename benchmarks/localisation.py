@@ -23,27 +23,28 @@ import keras
 import numpy as np
 
 from brain_pipeline.core.artifacts import write_figure
+from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
 from brain_pipeline.core.data import splits
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.data.prepared import prepared_splits
 from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import (
     peak_distance_px,
     pointing_game_hit,
     pointing_tolerance_px,
 )
-from brain_pipeline.core.explain.scores import score_explanations
+from brain_pipeline.core.explain.scores import Lesions, MapSettings, score_explanations
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model import evaluation
 from brain_pipeline.core.model.architectures import AugmentationConfig
+from brain_pipeline.core.model.measurement import run_in_folder
+from brain_pipeline.core.model.tensors import split_tensors
 from brain_pipeline.core.model.training import (
     TrainingConfig,
     predict_probabilities,
     train_classifier,
 )
 from brain_pipeline.core.plots import render_gallery
-
-from benchdata import prepared_splits, run_in_folder, split_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDABLE = (
@@ -86,10 +87,23 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace, artifacts: Path) -> dict:
-    raw, table = prepared_splits(args.data_dir)
-    print(splits.split_class_counts(table).to_string(), "\n")
+SCORE_KEYS = (
+    "heat_in_brain",
+    "pointing_game",
+    "pointing_game_chance",
+    "heat_in_lesion",
+    "pointing_game_whole_tumour",
+    "pointing_game_whole_tumour_chance",
+    "heat_in_whole_tumour",
+    "deletion_auc",
+    "deletion_auc_random",
+    "deletion_auc_zero",
+    "deletion_auc_zero_random",
+)
 
+
+def _config(args: argparse.Namespace):
+    """The training configuration, and the model to score where `--model` names one."""
     overrides = {name: getattr(args, name) for name in OVERRIDABLE}
     augmentation = (
         AugmentationConfig(flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
@@ -99,64 +113,52 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     config = TrainingConfig(
         **overrides, augmentation=augmentation, skull_strip=not args.no_skull_strip
     )
-    preprocessing = config.preprocessing
-    if args.model is not None:
-        model = keras.models.load_model(args.model)
-        if Preprocessing.record_path(args.model).exists():
-            preprocessing = Preprocessing.for_model(args.model, model.input_shape[1])
-        config = dataclasses.replace(config, **dataclasses.asdict(preprocessing))
-    print("config:", json.dumps(dataclasses.asdict(config)))
-    _, train_x, train_y = split_tensors(raw, table, "train", preprocessing, artifacts)
-    _, val_x, val_y = split_tensors(raw, table, "val", preprocessing, artifacts)
-    test, test_x, test_y = split_tensors(raw, table, "test", preprocessing, artifacts)
     if args.model is None:
-        result = train_classifier(
-            train_x,
-            train_y,
-            val_x,
-            val_y,
-            config,
-            class_names=TARGET_CLASSES,
-            resume_dir=artifacts / "resume",
-            log=print,
-        )
-        model = result.model
-        training = {
-            "train_seconds": round(result.train_seconds, 1),
-            "epochs_run": result.epochs_run,
-        }
-        print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, ", end="")
-        print(f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
-    else:
-        training = {"model": str(args.model)}
-        print(f"\nscoring {args.model}; classes {TARGET_CLASSES}")
-    probabilities = predict_probabilities(model, test_x)
-    metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
-    per_dataset = evaluation.metrics_by_group(
-        test_y, probabilities, list(test["dataset"]), TARGET_CLASSES
-    )
-    print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
-    print("per dataset:", json.dumps(per_dataset))
+        return config, None
+    model = keras.models.load_model(args.model)
+    if Preprocessing.record_path(args.model).exists():
+        preprocessing = Preprocessing.for_model(args.model, model.input_shape[1])
+        config = dataclasses.replace(config, **dataclasses.asdict(preprocessing))
+    return config, model
 
-    # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
-    images = np.asarray(test_x, dtype=np.float32)
-    regions = lesion_masks_by_region(raw, test["dataset"], test["path"], config.image_size)
+
+def _trained(args, config, model, tensors, artifacts: Path):
+    """`model` if given, else one trained on the train split; with what training took."""
+    (train_x, train_y), (val_x, val_y) = tensors
+    if model is not None:
+        print(f"\nscoring {args.model}; classes {TARGET_CLASSES}")
+        return model, {"model": str(args.model)}
+    result = train_classifier(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        config,
+        class_names=TARGET_CLASSES,
+        resume_dir=artifacts / "resume",
+        log=print,
+    )
+    print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, ", end="")
+    print(f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
+    training = {"train_seconds": round(result.train_seconds, 1), "epochs_run": result.epochs_run}
+    return result.model, training
+
+
+def _localisation(args, model, images, probabilities, regions, skull_stripped) -> dict:
+    """Grad-CAM scores on every test image, and the tumour-class maps' pointing detail."""
     masks, whole_tumour = regions["core"], regions["whole_tumour"]
     predicted = probabilities.argmax(axis=1)
-    heatmaps = gradcam(model, images, predicted)
     scores = score_explanations(
         model,
         images,
-        heatmaps,
+        gradcam(model, images, predicted),
         predicted,
-        lesion_masks=masks,
-        whole_tumour_masks=whole_tumour,
-        lesion_class=TARGET_CLASSES.index("tumor_brain"),
-        skull_stripped=config.skull_strip,
+        MapSettings(skull_stripped=skull_stripped),
+        Lesions(masks, whole_tumour, images, target_class=TARGET_CLASSES.index(TUMOR)),
     ).as_dict()
     print("grad-cam on all test images:", json.dumps(scores))
     # The tumour-class maps of every test tumour, once, for the detail and the gallery.
-    tumour = TARGET_CLASSES.index("tumor_brain")
+    tumour = TARGET_CLASSES.index(TUMOR)
     tumours = [i for i, mask in enumerate(masks) if mask is not None]
     tumour_maps = (
         gradcam(model, images[tumours], np.full(len(tumours), tumour))
@@ -179,28 +181,36 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
             probabilities[chosen],
             args.gallery,
         )
+    rounded = {k: round(scores[k], 4) if scores[k] is not None else None for k in SCORE_KEYS}
+    return rounded | pointing
+
+
+def run(args: argparse.Namespace, artifacts: Path) -> dict:
+    raw, table = prepared_splits(args.data_dir)
+    print(splits.split_class_counts(table).to_string(), "\n")
+    config, model = _config(args)
+    preprocessing = config.preprocessing
+    print("config:", json.dumps(dataclasses.asdict(config)))
+    _, train_x, train_y = split_tensors(raw, table, "train", preprocessing, artifacts)
+    _, val_x, val_y = split_tensors(raw, table, "val", preprocessing, artifacts)
+    test, test_x, test_y = split_tensors(raw, table, "test", preprocessing, artifacts)
+    model, training = _trained(args, config, model, ((train_x, train_y), (val_x, val_y)), artifacts)
+    probabilities = predict_probabilities(model, test_x)
+    metrics = evaluation.classification_metrics(test_y, probabilities, TARGET_CLASSES)
+    per_dataset = evaluation.metrics_by_group(
+        test_y, probabilities, list(test["dataset"]), TARGET_CLASSES
+    )
+    print("confusion (rows true, cols predicted):", metrics["confusion_matrix"])
+    print("per dataset:", json.dumps(per_dataset))
+    # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
+    images = np.asarray(test_x, dtype=np.float32)
+    regions = lesion_masks_by_region(raw, test["dataset"], test["path"], config.image_size)
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),
         "confusion_matrix": metrics["confusion_matrix"],
         **training,
-        **{
-            k: round(scores[k], 4) if scores[k] is not None else None
-            for k in (
-                "heat_in_brain",
-                "pointing_game",
-                "pointing_game_chance",
-                "heat_in_lesion",
-                "pointing_game_whole_tumour",
-                "pointing_game_whole_tumour_chance",
-                "heat_in_whole_tumour",
-                "deletion_auc",
-                "deletion_auc_random",
-                "deletion_auc_zero",
-                "deletion_auc_zero_random",
-            )
-        },
-        **pointing,
+        **_localisation(args, model, images, probabilities, regions, config.skull_strip),
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
     }
@@ -212,7 +222,7 @@ def _pointing_detail(maps, masks, whole_tumour, probabilities) -> dict:
     how many misses the whole tumour (core and oedema halo) would count as hits."""
     if not len(maps):
         return {}
-    tumour = TARGET_CLASSES.index("tumor_brain")
+    tumour = TARGET_CLASSES.index(TUMOR)
     pairs = list(zip(maps, masks, strict=True))
     standard = pointing_tolerance_px(maps.shape[1])
     hits = {
@@ -248,7 +258,7 @@ def _pointing_detail(maps, masks, whole_tumour, probabilities) -> dict:
 def _save_tumour_gallery(images, maps, masks, whole_tumour, probabilities, out: Path) -> None:
     """Tumour-class maps of test tumours: lesion cores outlined in cyan, the whole tumour
     (core and oedema halo) dashed."""
-    tumour = TARGET_CLASSES.index("tumor_brain")
+    tumour = TARGET_CLASSES.index(TUMOR)
 
     def verdict(heatmap, mask) -> str:
         return "hit" if pointing_game_hit(heatmap, mask) else "miss"

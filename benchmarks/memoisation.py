@@ -2,48 +2,64 @@
 
     .venv/bin/python benchmarks/memoisation.py [--data-dir DIR]
 
-Runs the full_pipeline job twice in one process, on a fresh Dagster instance and a fresh
-artifacts folder: once cold, once with nothing changed (every asset should reuse its
-artifact). Prints both wall times; the last line is one JSON object.
+Runs the main command (`brain-pipeline materialize`) twice in one process, on a fresh Dagster
+instance and a fresh artifacts folder: once cold, once with nothing changed (every asset
+should reuse its artifact). Prints both wall times; the last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import dagster as dg
 
-from brain_pipeline.core.locations import default_data_dir
-from brain_pipeline.core.model.sweep import load_sweep
-from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
+from brain_pipeline.apps.cli import main as brain_pipeline_cli
+from brain_pipeline.core.locations import ARTIFACTS_DIR_ENV, DATA_DIR_ENV, default_data_dir
+
+
+def materialize_all(label: str) -> float:
+    """One `brain-pipeline materialize`, its output kept unless it fails; wall seconds."""
+    printed = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(printed):
+        code = brain_pipeline_cli(["materialize"])
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"{label} run failed:\n{printed.getvalue()}")
+    print(f"{label:>9} materialize all: {seconds:7.2f} s", flush=True)
+    return seconds
+
+
+def cache_hits() -> dict[str, bool]:
+    """Per asset of the instance, whether its latest materialization reused an artifact."""
+    hits = {}
+    with dg.DagsterInstance.get() as instance:
+        for key in instance.get_asset_keys():
+            event = instance.get_latest_materialization_event(key)
+            metadata = event.asset_materialization.metadata if event else {}
+            if "cache_hit" in metadata:
+                hits[key.to_user_string()] = bool(metadata["cache_hit"].value)
+    return hits
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch, dg.instance_for_test() as instance:
-        defs = build_definitions(data_dir=args.data_dir, artifacts_dir=Path(scratch) / "artifacts")
-        job = defs.resolve_job_def(FULL_PIPELINE_JOB)
-        timings = {}
-        for label in ("cold", "unchanged"):
-            started = time.perf_counter()
-            result = job.execute_in_process(instance=instance, partition_key=load_sweep().default)
-            timings[label] = time.perf_counter() - started
-            assert result.success, f"{label} run failed"
-            print(f"{label:>9} materialize all: {timings[label]:7.2f} s")
-        metadata = {
-            key.to_user_string(): instance.get_latest_materialization_event(
-                key
-            ).asset_materialization.metadata
-            for key in defs.resolve_asset_graph().materializable_asset_keys
-        }
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["DAGSTER_HOME"] = str(Path(scratch) / "dagster")
+        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+        os.environ[ARTIFACTS_DIR_ENV] = str(Path(scratch) / "artifacts")
+        timings = {label: materialize_all(label) for label in ("cold", "unchanged")}
         # The champion decision and the model card are decided anew on every run.
-        hits = {k: bool(m["cache_hit"].value) for k, m in metadata.items() if "cache_hit" in m}
+        hits = cache_hits()
     print(f"cache hits on the unchanged run: {sum(hits.values())}/{len(hits)}")
     print(
         json.dumps(

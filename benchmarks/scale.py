@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from brain_pipeline.core import artifact_names
+from brain_pipeline.core.classes import TUMOR
 from brain_pipeline.core.data import manifest_io
 from brain_pipeline.core.data.neighbours import NeighbourIndex, exact_pairs
 
@@ -180,7 +182,7 @@ def _write_part(thumbnails: np.ndarray, start: int, path: Path) -> Path:
                         [path.stem] * len(rows),
                         keys,
                         ["ok"] * len(rows),
-                        ["tumor_brain"] * len(rows),
+                        [TUMOR] * len(rows),
                         _binary(rows),
                     ],
                     schema=schema,
@@ -209,7 +211,9 @@ def child_parts(data: Path, folder: Path) -> dict:
 def child_combine(folder: Path) -> dict:
     """The parts streamed into one manifest (what image_manifest does)."""
     started = time.perf_counter()
-    rows = manifest_io.combine(sorted(folder.glob("part*.parquet")), folder / "manifest.parquet")
+    rows = manifest_io.combine(
+        sorted(folder.glob("part*.parquet")), folder / artifact_names.MANIFEST
+    )
     return {
         "manifest_rows": rows,
         "combine_seconds": time.perf_counter() - started,
@@ -220,7 +224,7 @@ def child_combine(folder: Path) -> dict:
 def child_read(folder: Path, data: Path) -> dict:
     """Every thumbnail of the manifest into one matrix (what balanced_index does)."""
     started = time.perf_counter()
-    matrix, _ = manifest_io.read_thumbnails(folder / "manifest.parquet")
+    matrix, _ = manifest_io.read_thumbnails(folder / artifact_names.MANIFEST)
     result = {
         "read_thumbnails_seconds": time.perf_counter() - started,
         "read_peak_rss_gb": _peak_rss_gb(),  # before the check below maps the source

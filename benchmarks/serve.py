@@ -43,7 +43,7 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, model: str | None, env: dict) -> subprocess.Popen:
-    command = [sys.executable, "-m", "brain_pipeline.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "brain_pipeline.apps.cli", "serve", "--port", str(port)]
     command += ["--model", model] if model else []
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
@@ -104,7 +104,7 @@ async def _load(
 
 
 def _cli_images_per_s(model: str | None, images: list[Path], calls: int, env: dict) -> float:
-    command = [sys.executable, "-m", "brain_pipeline.cli", "predict"]
+    command = [sys.executable, "-m", "brain_pipeline.apps.cli", "predict"]
     command += ["--model", model] if model else []
     started = time.perf_counter()
     for image in images[:calls]:

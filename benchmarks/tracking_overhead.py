@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
+from brain_pipeline.core.data.prepared import prepared_splits
 from brain_pipeline.core.emissions import TrackerSettings, track_step
 from brain_pipeline.core.locations import default_data_dir
+from brain_pipeline.core.model.tensors import split_tensors
 from brain_pipeline.core.model.training import TrainingConfig, train_classifier
-
-from benchdata import prepared_splits, split_tensors
 
 
 def main() -> None:

@@ -27,20 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from benchdata import in_child  # noqa: E402
+from brain_pipeline.core import artifact_names
+from brain_pipeline.core.locations import default_data_dir
+from brain_pipeline.core.model.measurement import in_child
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO / "data")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--work-dir", type=Path, default=None, help="tensor caches; default temp")
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--throughput-images", type=int, default=2048)
@@ -53,23 +51,19 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-SPLITS_FILE = "splits.parquet"
-
-
 def _splits(args_dict: dict):
     """The raw-data config and the split table that the prepare phase wrote for this run."""
     import pandas as pd
 
     from brain_pipeline.core.data.sources import load_raw_data_config
 
-    table = pd.read_parquet(Path(args_dict["work_dir"]) / SPLITS_FILE)
+    table = pd.read_parquet(Path(args_dict["work_dir"]) / artifact_names.SPLITS)
     return load_raw_data_config(args_dict["data_dir"]), table
 
 
 def _load(args_dict: dict):
+    from brain_pipeline.core.model.tensors import split_tensors
     from brain_pipeline.core.model.training import TrainingConfig
-
-    from benchdata import split_tensors
 
     args = argparse.Namespace(**args_dict)
     config = TrainingConfig() if args.epochs is None else TrainingConfig(epochs=args.epochs)
@@ -84,11 +78,11 @@ def _load(args_dict: dict):
 
 def prepare(args_dict: dict) -> dict:
     """Manifest, index and splits once for all phases (written to the work folder)."""
-    from benchdata import prepared_splits
+    from brain_pipeline.core.data.prepared import prepared_splits
 
     started = time.perf_counter()
     _, table = prepared_splits(args_dict["data_dir"])
-    table.to_parquet(Path(args_dict["work_dir"]) / SPLITS_FILE)
+    table.to_parquet(Path(args_dict["work_dir"]) / artifact_names.SPLITS)
     _, table, parts = _load(args_dict)
     counts = {split: int(len(frame)) for split, (frame, _, _) in parts.items()}
     by_class = table.groupby(["split", "target_class"]).size().unstack().to_dict(orient="index")
@@ -104,7 +98,7 @@ def throughput(args_dict: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
+    from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.model.architectures import build_model
     from brain_pipeline.core.model.inputs import batch_stream
 
@@ -182,12 +176,11 @@ def default_run(args_dict: dict) -> dict:
     import numpy as np
     import pandas as pd
 
+    from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.data import shortcuts
-    from brain_pipeline.core.data.sources import TARGET_CLASSES
     from brain_pipeline.core.model import evaluation
+    from brain_pipeline.core.model.measurement import EpochClock
     from brain_pipeline.core.model.training import predict_probabilities, train_classifier
-
-    from benchdata import EpochClock
 
     config, table, parts = _load(args_dict)
     (_, train_x, train_y), (_, val_x, val_y) = parts["train"], parts["val"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from brain_pipeline.core.phantoms import synthesize_datasets
+from brain_pipeline.synthetic.phantoms import synthesize_datasets
 from brain_pipeline_tests.hostile_files import jpeg, write_hostile_dataset
 
 # A run that exercises every step in seconds: 48 px, 2 epochs; early stopping watches from
@@ -106,6 +107,7 @@ class MaterializedRun:
     metadata: dict[str, dict]  # asset -> metadata of this run's materialization
     checks: dict[str, bool]  # check name -> passed
     observed: set[str]  # raw sources observed by the run
+    raw_config_reads: int  # times datasets.toml was parsed, code location load included
 
     def path(self, asset: str) -> Path:
         return Path(self.metadata[asset]["path"].value)
@@ -122,7 +124,7 @@ def materialized(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def materialize_in(data_dir: Path, root: Path):
     """`brain-pipeline materialize` (FAST_RUN) on `data_dir` with its instance and artifacts
     under `root`; the environment stays set until the block ends."""
-    from brain_pipeline.cli import main
+    from brain_pipeline.apps.cli import main
 
     config = root / "run_config.json"
     config.write_text(json.dumps(FAST_RUN))
@@ -132,16 +134,40 @@ def materialize_in(data_dir: Path, root: Path):
     patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(root / "artifacts"))
     try:
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), counted_raw_config_reads() as reads:
             assert main(["materialize", "--config", str(config)]) == 0, printed.getvalue()
         with dg.DagsterInstance.get() as instance:
-            run = _read_run(instance, root, printed.getvalue())
+            run = _read_run(instance, root, printed.getvalue(), len(reads))
         yield run
     finally:
         patch.undo()
 
 
-def _read_run(instance: dg.DagsterInstance, root: Path, printed: str) -> MaterializedRun:
+@contextlib.contextmanager
+def counted_raw_config_reads():
+    """Every `load_raw_data_config` call while the block runs, wherever it is imported."""
+    from brain_pipeline.core.data import sources
+
+    original, calls = sources.load_raw_data_config, []
+
+    def counted(data_dir):
+        calls.append(Path(data_dir))
+        return original(data_dir)
+
+    patch = pytest.MonkeyPatch()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "") or ""
+        if name.startswith("brain_pipeline") and vars(module).get("load_raw_data_config"):
+            patch.setattr(module, "load_raw_data_config", counted)
+    try:
+        yield calls
+    finally:
+        patch.undo()
+
+
+def _read_run(
+    instance: dg.DagsterInstance, root: Path, printed: str, raw_config_reads: int
+) -> MaterializedRun:
     (run,) = instance.get_runs(limit=1)
     events = [entry.dagster_event for entry in instance.all_logs(run.run_id)]
     events = [event for event in events if event is not None]
@@ -168,4 +194,5 @@ def _read_run(instance: dg.DagsterInstance, root: Path, printed: str) -> Materia
         metadata=metadata,
         checks=checks,
         observed=observed,
+        raw_config_reads=raw_config_reads,
     )

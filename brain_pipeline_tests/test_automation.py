@@ -9,11 +9,13 @@ import dagster as dg
 import pytest
 
 from brain_pipeline.core.model.promotion import PromotionHistory, PromotionRecord
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.definitions import build_definitions
 from brain_pipeline.defs.automation import retrain_configuration
 from brain_pipeline.defs.resources import PipelineStorage
-from brain_pipeline.defs.training import SWEEP
 from brain_pipeline_tests.conftest import DATASETS
+
+SWEEP = load_sweep()  # the repository's sweep.toml, as the definitions under test read it
 
 # Each materializes, trains or serves on its own: not in the fast tier.
 pytestmark = pytest.mark.slow

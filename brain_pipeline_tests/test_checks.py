@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import resaved, shortcuts
 from brain_pipeline.core.data.alterations import alterations
-from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE, to_grayscale
-from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.phantoms import render_phantom
+from brain_pipeline.core.data.manifest import THUMBNAIL_SIDE
+from brain_pipeline.core.imaging.grayscale import to_grayscale
 from brain_pipeline.defs import checks
+from brain_pipeline.synthetic.phantoms import render_phantom
 
 GUARDED = ["image_manifest", "balanced_index", "dataset_splits", "model_evaluation"]
 GUARDED += ["gradcam_gallery"]

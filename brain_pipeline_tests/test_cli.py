@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brain_pipeline.cli import main
+from brain_pipeline.apps.cli import main
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import build_model
 from brain_pipeline_tests.conftest import DATASETS, MaterializedRun
@@ -212,7 +212,7 @@ def test_a_failing_step_prints_the_error_and_exits_1(tmp_path: Path) -> None:
     }
     # A real process: what the terminal gets, file descriptors included.
     done = subprocess.run(
-        [sys.executable, "-m", "brain_pipeline.cli", "materialize"],
+        [sys.executable, "-m", "brain_pipeline.apps.cli", "materialize"],
         env=environment,
         capture_output=True,
         text=True,

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from brain_pipeline.core.artifacts import content_version
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
-from brain_pipeline.defs import training
 from brain_pipeline.defs.resources import CarbonTracker
 from brain_pipeline_tests.conftest import FAST_RUN
 
@@ -74,7 +74,7 @@ def test_only_a_change_in_what_the_model_sees_retrains(data_copy: Path, tmp_path
                 run_config={"ops": {"trained_model": FAST_RUN["ops"]["trained_model"]}},
                 instance=instance,
                 asset_selection=selection,
-                partition_key=training.SWEEP.default,
+                partition_key=load_sweep().default,
             )
             assert result.success
             return {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from brain_pipeline.cli import main
+from brain_pipeline.apps.cli import main
 from brain_pipeline.core.serving.export import TOLERANCE, read_report
 from brain_pipeline_tests.conftest import MaterializedRun
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.core.data.sources import DatasetConfigError, load_raw_data_config
-from brain_pipeline.core.phantoms import synthesize_datasets
+from brain_pipeline.synthetic.phantoms import synthesize_datasets
 from brain_pipeline_tests.conftest import materialize_in
 
 # Each materializes, trains or serves on its own: not in the fast tier.

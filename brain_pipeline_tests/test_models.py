@@ -17,8 +17,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from brain_pipeline.cli import main
-from brain_pipeline.console import prepare_home
+from brain_pipeline.apps.cli import main
+from brain_pipeline.apps.console import prepare_home
 from brain_pipeline.core.model.promotion import PromotionHistory
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline_tests.conftest import DATASETS

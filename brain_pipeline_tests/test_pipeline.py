@@ -14,6 +14,7 @@ from PIL import Image
 
 from brain_pipeline.core.data.dedup import IndexSettings
 from brain_pipeline.core.data.splits import SplitSettings
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline.defs import ingestion, training
 from brain_pipeline.defs.resources import CarbonTracker
@@ -51,17 +52,35 @@ def test_definitions_load_with_one_source_per_dataset(tiny_data_dir: Path, tmp_p
         "emissions_record",
     }
     spec = graph.get(dg.AssetKey("trained_model")).partitions_def
-    assert spec.get_partition_keys() == training.SWEEP.names
+    assert spec.get_partition_keys() == load_sweep().names
+
+
+def test_the_sweep_file_given_decides_the_partitions(tiny_data_dir: Path, tmp_path: Path) -> None:
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(
+        'default = "small"\n[configurations.small]\nimage_size = 48\n'
+        "[configurations.large]\nimage_size = 128\n"
+    )
+    defs = build_definitions(tiny_data_dir, tmp_path / "artifacts", sweep_file=sweep_file)
+    graph = defs.resolve_asset_graph()
+    for key in ("trained_model", "model_evaluation", "emissions_record"):
+        assert graph.get(dg.AssetKey(key)).partitions_def.get_partition_keys() == [
+            "small",
+            "large",
+        ]
+    storage = defs.resources["storage"]
+    assert storage.sweep_file == str(sweep_file) and storage.sweep().default == "small"
 
 
 def test_the_launchpad_defaults_are_the_core_training_defaults() -> None:
     from brain_pipeline.core.model.training import TrainingConfig
 
-    default = training.SWEEP.default
-    assert training.TrainingParams().to_core(default) == TrainingConfig()
-    assert training.TrainingParams(augment=False).to_core(default).augmentation.enabled is False
+    sweep = load_sweep()
+    assert training.TrainingParams().to_core(sweep, sweep.default) == TrainingConfig()
+    no_augmentation = training.TrainingParams(augment=False).to_core(sweep, sweep.default)
+    assert no_augmentation.augmentation.enabled is False
     # A configuration's own settings, and settings given at launch on top of them.
-    long = training.TrainingParams(seed=3).to_core("stacked_128_long")
+    long = training.TrainingParams(seed=3).to_core(sweep, "stacked_128_long")
     assert (long.image_size, long.epochs, long.lr_schedule, long.seed) == (128, 60, "constant", 3)
     assert ingestion.IndexConfig().to_core() == IndexSettings()
     assert ingestion.SplitConfig().to_core() == SplitSettings()
@@ -75,6 +94,12 @@ def test_every_asset_materializes_and_observes_sources(materialized: Materialize
         path = materialized.path(key)
         assert path.exists(), key
         assert (path.parent / "provenance.json").exists(), key
+
+
+def test_datasets_toml_is_parsed_once_per_run(materialized: MaterializedRun) -> None:
+    # Once to build the code location (one raw source and one manifest per dataset), once
+    # for the run: every step asks the storage resource, which parses it on first use.
+    assert materialized.raw_config_reads == 2
 
 
 def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
@@ -215,7 +240,7 @@ def test_unchanged_inputs_reuse_artifacts_and_changed_config_recomputes(
 
         def run(config):
             job.execute_in_process(
-                run_config=config, instance=instance, partition_key=training.SWEEP.default
+                run_config=config, instance=instance, partition_key=load_sweep().default
             )
             events = {
                 key: instance.get_latest_materialization_event(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from brain_pipeline import service
-from brain_pipeline.cli import build_parser
+from brain_pipeline.apps import service
+from brain_pipeline.apps.cli import build_parser
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline.defs import executors
 from brain_pipeline.defs.training import trained_model

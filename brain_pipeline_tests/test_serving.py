@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from brain_pipeline.api import ServeSettings, create_app
+from brain_pipeline.apps.api import ServeSettings, create_app
 from brain_pipeline.core.model.promotion import PromotionHistory, PromotionRecord
 from brain_pipeline.core.serving.decoding import UploadLimits
 from brain_pipeline.core.serving.source import ModelSource
@@ -235,7 +235,7 @@ def test_the_real_server_reloads_on_sighup_and_stops_cleanly(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "brain_pipeline.cli", "serve", "--model", str(model)]
+    command = [sys.executable, "-m", "brain_pipeline.apps.cli", "serve", "--model", str(model)]
     server = subprocess.Popen(
         [*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -281,7 +281,7 @@ def _wait_for(probe, seconds: float):
 def test_serve_refuses_bad_settings_before_starting(
     tmp_path: Path, capsys, flags: list[str], message: str
 ) -> None:
-    from brain_pipeline.cli import main
+    from brain_pipeline.apps.cli import main
 
     model = tmp_path / "model.keras"
     model.write_bytes(b"not loaded: the settings fail first")

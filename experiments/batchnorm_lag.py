@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model import evaluation
 from brain_pipeline.core.model.training import (
@@ -43,8 +42,9 @@ from brain_pipeline.core.model.training import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks' shared data helper
-from benchdata import prepared_splits, run_in_folder, split_tensors  # noqa: E402
+from brain_pipeline.core.data.prepared import prepared_splits  # noqa: E402
+from brain_pipeline.core.model.measurement import run_in_folder  # noqa: E402
+from brain_pipeline.core.model.tensors import split_tensors  # noqa: E402
 
 
 def _accuracy(model: keras.Model, tensors: np.ndarray, labels: np.ndarray) -> float:

@@ -22,12 +22,13 @@ import time
 import keras
 import numpy as np
 
+from brain_pipeline.core.classes import HEALTHY, TUMOR
 from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import heat_share, pointing_game_hit
 from brain_pipeline.core.imaging.brain_mask import estimate_brain_mask
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
-from brain_pipeline.core.phantoms import render_phantom
+from brain_pipeline.synthetic.phantoms import render_phantom
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     images, labels, masks = [], [], []
     started = time.perf_counter()
     for i in range(args.images):
-        target = "tumor_brain" if i % 2 else "healthy_brain"
+        target = TUMOR if i % 2 else HEALTHY
         style = "navoneel" if (i // 2) % 2 else "preetviradiya"
         phantom = render_phantom(rng, target, style, difficulty=args.difficulty, size=(180, 200))
         tensor, mask = preprocessing.apply(phantom.image, phantom.lesion_mask)

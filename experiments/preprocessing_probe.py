@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from brain_pipeline.core.data.shortcuts import probe_accuracy, tensor_statistics
 from brain_pipeline.core.imaging.preprocessing import Preprocessing, filesystem_path, load_image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks' shared data helper
-from benchdata import prepared_splits  # noqa: E402
+from brain_pipeline.core.data.prepared import prepared_splits  # noqa: E402
 
 
 def main() -> None:

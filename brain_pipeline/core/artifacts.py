@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-PROVENANCE_FILE_NAME = "provenance.json"
+from brain_pipeline.core import artifact_names
+
 _TRACKED_PACKAGES = (
     "brain_pipeline",
     "dagster",
@@ -111,14 +112,14 @@ def package_versions() -> dict[str, str]:
 def write_provenance(artifact_dir: Path, record: dict[str, Any]) -> Path:
     """Write `provenance.json` into an artifact folder (package versions added)."""
     full = {**record, "package_versions": package_versions()}
-    return write_json(Path(artifact_dir) / PROVENANCE_FILE_NAME, full)
+    return write_json(Path(artifact_dir) / artifact_names.PROVENANCE, full)
 
 
 def find_provenance(artifact_path: Path) -> Path | None:
     """The provenance record that covers a file: the nearest `provenance.json` above it."""
     path = Path(artifact_path).resolve()
     for folder in [path, *path.parents] if path.is_dir() else path.parents:
-        candidate = folder / PROVENANCE_FILE_NAME
+        candidate = folder / artifact_names.PROVENANCE
         if candidate.is_file():
             return candidate
     return None

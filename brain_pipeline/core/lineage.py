@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import find_provenance, read_json
 
 MAX_IMAGES_IN_TEXT = 5
@@ -104,11 +105,11 @@ def _node(provenance_path: Path, artifact: Path) -> LineageNode:
 def _images_behind(asset_key: str, artifact: Path, folder: Path) -> dict[str, Any]:
     """Which raw images a step's artifact speaks for, where the step's tables say so."""
     table_name = {
-        "gradcam_gallery": "explained_images.parquet",
-        "model_evaluation": "predictions.parquet",
-        "dataset_splits": "splits.parquet",
-        "balanced_index": "index.parquet",
-        "image_manifest": "manifest.parquet",
+        "gradcam_gallery": artifact_names.EXPLAINED_IMAGES,
+        "model_evaluation": artifact_names.PREDICTIONS,
+        "dataset_splits": artifact_names.SPLITS,
+        "balanced_index": artifact_names.INDEX,
+        "image_manifest": artifact_names.MANIFEST,
     }.get(asset_key)
     if table_name is None or not (folder / table_name).exists():
         return {}

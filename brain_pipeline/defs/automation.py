@@ -19,7 +19,6 @@ import dagster as dg
 from brain_pipeline.core.data.sources import dataset_fingerprints
 from brain_pipeline.defs.models import promotion_history
 from brain_pipeline.defs.resources import PipelineStorage
-from brain_pipeline.defs.training import SWEEP
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_CRON_ENV = "BRAIN_PIPELINE_RETRAIN_CRON"
@@ -62,7 +61,8 @@ def retrain_configuration(storage: PipelineStorage) -> str:
     """The champion's configuration (partition), else the sweep's default."""
     champion = promotion_history(storage).champion()
     configuration = (champion or {}).get("serving_version", "").partition("@")[0]
-    return configuration if configuration in SWEEP.configurations else SWEEP.default
+    sweep = storage.sweep()
+    return configuration if configuration in sweep.configurations else sweep.default
 
 
 def _run_request(

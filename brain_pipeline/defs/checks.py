@@ -5,11 +5,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import parquet_columns, read_json
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import shortcuts, splits
 from brain_pipeline.core.data.dedup import cross_split_near_duplicates
 from brain_pipeline.core.data.manifest import readable_thumbnails
-from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.defs.support import upstream_artifact
 
 MAX_REJECT_RATE = 0.05
@@ -217,7 +218,7 @@ def _audit_result(probe: dict, where: str, extra: dict | None = None) -> dg.Asse
 )
 def shortcut_audit_raw_files(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     folder = _artifact(context, "balanced_index").parent
-    return _audit_result(read_json(folder / "shortcut_audit.json"), "raw files")
+    return _audit_result(read_json(folder / artifact_names.SHORTCUT_AUDIT), "raw files")
 
 
 @dg.asset_check(

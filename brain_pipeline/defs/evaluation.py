@@ -3,53 +3,38 @@
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import plots
+from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import shortcuts
 from brain_pipeline.core.data.manifest import readable_thumbnails
-from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.model import evaluation
-from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.defs.ingestion import dataset_splits
+from brain_pipeline.defs.model_inputs import ModelInputs
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
-from brain_pipeline.defs.support import ArtifactStep, markdown_table, progress_log
-from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
+from brain_pipeline.defs.support import ArtifactStep, markdown_table
+from brain_pipeline.defs.training import trained_model
 
 
 @dg.asset(
     deps=[trained_model, dataset_splits, "image_manifest"],
     group_name="model",
     code_version="4",
-    partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"scikitlearn"},
 )
 def model_evaluation(
     context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
 ) -> dg.MaterializeResult:
     """Test-split metrics: accuracy, F1, report, confusion matrix, ROC-AUC, calibration."""
-    step = ArtifactStep(
-        context,
-        storage,
-        config={},
-        upstream=["trained_model", "dataset_splits", "image_manifest"],
-        carbon=carbon,
-    )
+    step = ArtifactStep(context, storage, config={}, carbon=carbon)
     if reused := step.reused():
         return reused
-    model_file, splits_file = step.upstream["trained_model"], step.upstream["dataset_splits"]
-    model, preprocessing, table = trained_model_and_splits(model_file.path, splits_file.path)
-    test = split_rows(table, "test")
-    roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
-
-    def tensors_of(rows: pd.DataFrame):
-        return tensors_for_rows(rows, roots, preprocessing, cache, progress_log(context))[0]
-
-    with step.tracked(model_version=model_version_of(model_file.folder)):
-        tensors, labels = tensors_for_rows(test, roots, preprocessing, cache, progress_log(context))
-        probabilities = predict_probabilities(model, tensors)
+    inputs = ModelInputs(step)
+    test = inputs.rows("test")
+    with step.tracked(model_version=inputs.version):
+        tensors, labels = inputs.tensors(test)
+        probabilities = predict_probabilities(inputs.model, tensors)
         metrics = evaluation.held_out_metrics(test, labels, probabilities, TARGET_CLASSES)
         thumbnails = readable_thumbnails(
             pd.read_parquet(
@@ -57,12 +42,14 @@ def model_evaluation(
             )
         )
         metrics["shortcut_audit"] = shortcuts.audit_splits(
-            table.merge(thumbnails, on="sha256"), tensors_of, metrics["accuracy"]
+            inputs.splits.merge(thumbnails, on="sha256"),
+            lambda rows: inputs.tensors(rows)[0],
+            metrics["accuracy"],
         )
-    metrics["model_version"] = model_version_of(model_file.folder)
-    path = write_json(step.folder / "metrics.json", metrics)
+    metrics["model_version"] = inputs.version
+    path = write_json(step.folder / artifact_names.METRICS, metrics)
     write_parquet(
-        step.folder / "predictions.parquet",
+        step.folder / artifact_names.PREDICTIONS,
         evaluation.predictions_table(test, probabilities, TARGET_CLASSES),
     )
     return step.result(_metadata(step, metrics) | {"path": dg.MetadataValue.path(str(path))})

@@ -3,24 +3,34 @@
 import dagster as dg
 import numpy as np
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
-from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.data.splits import split_rows
-from brain_pipeline.core.explain.gallery import explain_test_set, gallery_figures
-from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
+from brain_pipeline.core.explain.gallery import (
+    GallerySettings,
+    explain_test_set,
+    gallery_figures,
+)
 from brain_pipeline.defs.ingestion import dataset_splits
+from brain_pipeline.defs.model_inputs import ModelInputs
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
-from brain_pipeline.defs.support import ArtifactStep, progress_log
-from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
+from brain_pipeline.defs.support import ArtifactStep
+from brain_pipeline.defs.training import trained_model
+
+_GALLERY = GallerySettings()
 
 
 class GalleryConfig(dg.Config):
-    images_per_gallery: int = 8
-    method: str = "gradcam"
-    layer_name: str | None = None
-    seed: int = 0
+    """The launchpad's face of core.explain.gallery.GallerySettings."""
+
+    images_per_gallery: int = _GALLERY.images_per_gallery
+    method: str = _GALLERY.method
+    layer_name: str | None = _GALLERY.layer_name
+    seed: int = _GALLERY.seed
+
+    def to_core(self) -> GallerySettings:
+        return GallerySettings(**self.model_dump())
 
 
 @dg.asset(
@@ -28,7 +38,6 @@ class GalleryConfig(dg.Config):
     group_name="model",
     code_version="8",
     kinds={"keras"},
-    partitions_def=TRAINING_CONFIGURATIONS,
 )
 def gradcam_gallery(
     context: dg.AssetExecutionContext,
@@ -37,39 +46,25 @@ def gradcam_gallery(
     carbon: CarbonTracker,
 ) -> dg.MaterializeResult:
     """Grad-CAM overlays per class, correct and misclassified, with trust scores."""
-    step = ArtifactStep(
-        context,
-        storage,
-        config=config.model_dump(),
-        upstream=["trained_model", "dataset_splits"],
-        carbon=carbon,
-    )
+    step = ArtifactStep(context, storage, config=config.model_dump(), carbon=carbon)
     if reused := step.reused():
         return reused
-    model_file = step.upstream["trained_model"]
-    model, preprocessing, table = trained_model_and_splits(
-        model_file.path, step.upstream["dataset_splits"].path
-    )
-    test = split_rows(table, "test")
-    raw, cache = storage.raw_data(), storage.shared_dir("tensor_cache")
-    with step.tracked(model_version=model_version_of(model_file.folder)):
+    inputs = ModelInputs(step)
+    test, preprocessing = inputs.rows("test"), inputs.preprocessing
+    with step.tracked(model_version=inputs.version):
         # The cached test tensors (shared with model_evaluation): no decoding again.
-        tensors, labels = tensors_for_rows(
-            test, raw.roots, preprocessing, cache, progress_log(context)
-        )
+        tensors, labels = inputs.tensors(test)
         images = np.asarray(tensors, dtype=np.float32)
         explained = explain_test_set(
-            model,
+            inputs.model,
             images,
             labels,
             # Localisation is scored on the test images with a lesion mask (phantoms only).
-            lesion_masks_by_region(raw, test["dataset"], test["path"], preprocessing.image_size),
-            per_gallery=config.images_per_gallery,
-            method=config.method,
-            layer_name=config.layer_name,
-            seed=config.seed,
+            lesion_masks_by_region(
+                inputs.raw, test["dataset"], test["path"], preprocessing.image_size
+            ),
+            config.to_core(),
             skull_stripped=preprocessing.skull_strip,
-            lesion_class=TARGET_CLASSES.index("tumor_brain"),
         )
     chosen, probabilities, scores = explained.chosen, explained.probabilities, explained.scores
     predicted = probabilities.argmax(axis=1)
@@ -81,10 +76,10 @@ def gradcam_gallery(
     }
     shown = test.iloc[chosen][["sha256", "dataset", "path", "target_class"]].copy()
     shown["predicted_class"] = [TARGET_CLASSES[predicted[i]] for i in chosen]
-    write_parquet(step.folder / "explained_images.parquet", shown)
-    model_version = model_version_of(model_file.folder)
+    write_parquet(step.folder / artifact_names.EXPLAINED_IMAGES, shown)
+    model_version = inputs.version
     path = write_json(
-        step.folder / "scores.json",
+        step.folder / artifact_names.SCORES,
         {
             **scores,
             "method": config.method,

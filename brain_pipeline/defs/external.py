@@ -4,16 +4,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import external, manifest_io
-from brain_pipeline.core.data.sources import TARGET_CLASSES
-from brain_pipeline.core.model.external import RESULT_FILE, external_scores, headline
-from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.tensors import load_model, tensors_for_rows
+from brain_pipeline.core.model.external import external_scores, headline
 from brain_pipeline.core.model.training import predict_probabilities
+from brain_pipeline.defs.model_inputs import ModelInputs
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
-from brain_pipeline.defs.support import ArtifactStep, markdown_table, progress_log
-from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
+from brain_pipeline.defs.support import ArtifactStep, markdown_table
+from brain_pipeline.defs.training import trained_model
 
 NONE_CONFIGURED = (
     'No dataset has `role = "external"` in datasets.toml: nothing to score. Declare a download '
@@ -26,23 +26,22 @@ NONE_CONFIGURED = (
     group_name="model",
     code_version="1",
     kinds={"scikitlearn"},
-    partitions_def=TRAINING_CONFIGURATIONS,
 )
 def external_evaluation(
     context: dg.AssetExecutionContext, storage: PipelineStorage, carbon: CarbonTracker
 ) -> dg.MaterializeResult:
     """The model on each external dataset, copies of training images left out and counted."""
     raw = storage.raw_data()
-    names = {role: raw.names(role) for role in ("training", "external")}
-    step = ArtifactStep(
-        context, storage, config=names, upstream=["trained_model", "image_manifest"], carbon=carbon
-    )
+    roles = {role: raw.names(role) for role in ("training", "external")}
+    step = ArtifactStep(context, storage, config=roles, carbon=carbon)
     if reused := step.reused():
         return reused
-    model_file = step.upstream["trained_model"]
-    version = model_version_of(model_file.folder)
-    if not names["external"]:
-        path = write_json(step.folder / RESULT_FILE, {"model_version": version, "datasets": {}})
+    inputs = ModelInputs(step)
+    version = inputs.version
+    if not roles["external"]:
+        path = write_json(
+            step.folder / artifact_names.EXTERNAL, {"model_version": version, "datasets": {}}
+        )
         return step.result(
             {
                 "model_version": version,
@@ -54,10 +53,12 @@ def external_evaluation(
     manifest = manifest_io.read_without_blobs(
         step.upstream["image_manifest"].path, keep=manifest_io.BLOB_COLUMNS
     )
-    pool = external.scorable_rows(manifest, names["training"])
+    pool = external.scorable_rows(manifest, roles["training"])
     with step.tracked(model_version=version):
-        results, tables = _score_each(context, storage, model_file.path, manifest, pool, names)
-    path = write_json(step.folder / RESULT_FILE, {"model_version": version, "datasets": results})
+        results, tables = _score_each(context, inputs, manifest, pool, roles["external"])
+    path = write_json(
+        step.folder / artifact_names.EXTERNAL, {"model_version": version, "datasets": results}
+    )
     for name, table in tables.items():
         write_parquet(step.folder / f"{name}.parquet", table)
     summary = pd.DataFrame(
@@ -83,12 +84,10 @@ def external_evaluation(
     )
 
 
-def _score_each(context, storage, model_path, manifest, pool, names):
+def _score_each(context, inputs: ModelInputs, manifest, pool, external_names):
     """Per external dataset: copies found, the rest scored; (results, per-image tables)."""
-    model, preprocessing = load_model(model_path)
-    roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
     results, tables = {}, {}
-    for name in names["external"]:
+    for name in external_names:
         rows = external.scorable_rows(manifest, [name])
         context.log.info(f"{name}: {len(rows)} images; looking for copies of training images")
         flags = external.copies_of_training_pool(rows, pool)
@@ -96,8 +95,8 @@ def _score_each(context, storage, model_path, manifest, pool, names):
         kept = kept.assign(group=external.groups_within(kept))
         probabilities = np.zeros((0, len(TARGET_CLASSES)))
         if len(kept):
-            tensors, _ = tensors_for_rows(kept, roots, preprocessing, cache, progress_log(context))
-            probabilities = predict_probabilities(model, tensors)
+            tensors, _ = inputs.tensors(kept)
+            probabilities = predict_probabilities(inputs.model, tensors)
         scores = external_scores(kept, probabilities, TARGET_CLASSES)
         scores["n_images_in_set"] = len(rows)
         scores["copies_excluded"] = {k: int(flags[k].sum()) for k in external.COPY_KINDS}

@@ -3,9 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import plots, reports
+from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import content_version, write_json, write_parquet
-from brain_pipeline.core.data import dedup, manifest_io, resaved, shortcuts, splits
+from brain_pipeline.core.data import dedup, manifest_io, reports, resaved, shortcuts, splits
 from brain_pipeline.core.data.manifest import (
     MANIFEST_SCHEMA,
     build_manifest,
@@ -27,7 +27,6 @@ from brain_pipeline.defs.support import (
 _INDEX = dedup.IndexSettings()
 SELF_TEST_IMAGES = 30  # images whose altered copies the index's self-test verifies
 _SPLITS = splits.SplitSettings()
-NEIGHBOURS_FOLDER = "neighbours"  # in balanced_index's folder: reused by the next build
 
 
 class IndexConfig(dg.Config):
@@ -109,7 +108,7 @@ def dataset_manifest(
             None if previous is None else pd.read_parquet(previous.path),
             progress=lambda done, total: context.log.info(f"decoded {done}/{total} files"),
         )
-    path = write_parquet(step.folder / "manifest.parquet", manifest, schema=MANIFEST_SCHEMA)
+    path = write_parquet(step.folder / artifact_names.MANIFEST, manifest, schema=MANIFEST_SCHEMA)
     summary = manifest_summary(manifest)
     return step.result(
         {
@@ -134,24 +133,25 @@ def image_manifest_asset(datasets: list[str]) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, storage: PipelineStorage
     ) -> dg.MaterializeResult:
         """Every file in every raw dataset: the per-dataset manifests, combined."""
-        return image_manifest(context, storage, parts)
+        return image_manifest(context, storage)
 
     return _combined
 
 
 def image_manifest(
-    context: dg.AssetExecutionContext, storage: PipelineStorage, parts: list[dg.AssetKey]
+    context: dg.AssetExecutionContext, storage: PipelineStorage
 ) -> dg.MaterializeResult:
-    """Every file in every raw dataset: the manifest parts, streamed into one file."""
-    names = [key.to_user_string() for key in parts]
-    step = ArtifactStep(context, storage, config={}, upstream=names)
+    """Every file in every raw dataset: the manifest parts (its deps, in the order of
+    datasets.toml), streamed into one file."""
+    step = ArtifactStep(context, storage, config={})
     if reused := step.reused():
         return reused
-    path = step.folder / "manifest.parquet"
-    manifest_io.combine([step.upstream[name].path for name in names], path, MANIFEST_SCHEMA)
+    path = step.folder / artifact_names.MANIFEST
+    parts = [part.path for part in step.upstream.values()]
+    manifest_io.combine(parts, path, MANIFEST_SCHEMA)
     table = manifest_io.read_without_blobs(path)
     summary = manifest_summary(table)
-    write_json(step.folder / "summary.json", summary)
+    write_json(step.folder / artifact_names.MANIFEST_SUMMARY, summary)
     counts, formats = reports.manifest_tables(table)
     return step.result(
         {
@@ -186,7 +186,6 @@ def balanced_index(
         context,
         storage,
         config=config.model_dump() | {"training_datasets": training},
-        upstream=["image_manifest"],
     )
     if reused := step.reused():
         return reused
@@ -199,19 +198,16 @@ def balanced_index(
     context.log.info("grouping near duplicates (thumbnails, then re-saved copies)")
     built = dedup.build_balanced_index(
         manifest,
-        seed=settings.seed,
-        near_duplicate_cosine=settings.near_duplicate_cosine,
-        resaved_similarity=settings.resaved_similarity if settings.detect_resaved_copies else None,
-        balance=settings.balance_classes,
+        settings,
         thumbnail_of=lambda shas: manifest_io.read_thumbnails(manifest_path, shas)[0],
         previous_neighbours=_previous_neighbours(context),
     )
     index, conflicts, report, links = built[:4]
-    path = write_parquet(step.folder / "index.parquet", index)
-    write_parquet(step.folder / "label_conflicts.parquet", conflicts)
-    write_parquet(step.folder / "resaved_links.parquet", links)
-    write_json(step.folder / "report.json", report.__dict__)
-    built.neighbours.save(step.folder / NEIGHBOURS_FOLDER)
+    path = write_parquet(step.folder / artifact_names.INDEX, index)
+    write_parquet(step.folder / artifact_names.LABEL_CONFLICTS, conflicts)
+    write_parquet(step.folder / artifact_names.RESAVED_LINKS, links)
+    write_json(step.folder / artifact_names.INDEX_REPORT, report.__dict__)
+    built.neighbours.save(step.folder / artifact_names.NEIGHBOURS_FOLDER)
     # The raw files' shortcut audit, read by the shortcut_audit_raw_files check; the
     # neighbour index already holds every content's thumbnail.
     thumbnails = built.neighbours.thumbnails_of(index["sha256"])
@@ -219,7 +215,7 @@ def balanced_index(
     raw_probe = shortcuts.probe_accuracy(
         shortcuts.raw_file_statistics(audited), audited["target_class"], audited["group_id"]
     )
-    write_json(step.folder / "shortcut_audit.json", raw_probe.as_dict())
+    write_json(step.folder / artifact_names.SHORTCUT_AUDIT, raw_probe.as_dict())
     roots = storage.raw_data().roots
     return step.result(
         {
@@ -243,7 +239,7 @@ def _previous_neighbours(context: dg.AssetExecutionContext) -> NeighbourIndex | 
     """The thumbnail neighbour index saved by the current balanced_index, if it has one:
     updating it searches only the images added since."""
     previous = previous_result(context)
-    folder = None if previous is None else previous.path.parent / NEIGHBOURS_FOLDER
+    folder = None if previous is None else previous.path.parent / artifact_names.NEIGHBOURS_FOLDER
     if folder is None or not folder.is_dir():
         return None
     try:
@@ -312,7 +308,7 @@ def dataset_splits(
     context: dg.AssetExecutionContext, config: SplitConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Train / val / test by near-duplicate group: stable, stratified, leakage-free."""
-    step = ArtifactStep(context, storage, config=config.model_dump(), upstream=["balanced_index"])
+    step = ArtifactStep(context, storage, config=config.model_dump())
     if reused := step.reused():
         return reused
     table = splits.split_index(
@@ -328,8 +324,8 @@ def dataset_splits(
             f"{len(changes.moved_images)} images moved split: new images joined groups "
             "from different splits (see moved_images.json)"
         )
-    path = write_parquet(step.folder / "splits.parquet", table)
-    write_json(step.folder / "moved_images.json", changes.moved_images)
+    path = write_parquet(step.folder / artifact_names.SPLITS, table)
+    write_json(step.folder / artifact_names.MOVED_IMAGES, changes.moved_images)
     counts = splits.split_class_counts(table)
     return step.result(
         {

@@ -13,23 +13,21 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import plots
+from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import (
-    PROVENANCE_FILE_NAME,
     read_json,
     write_bytes,
     write_json,
     write_parquet,
     write_provenance,
 )
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.lineage import provenance_chain
 from brain_pipeline.core.model import card as model_cards
 from brain_pipeline.core.model.external import headline, results_for_version
 from brain_pipeline.core.model.leaderboard import leaderboard_table, model_entry
 from brain_pipeline.core.model.promotion import (
     DEFAULT_MARGIN,
-    REGISTRY_DIR,
     Comparison,
     Decision,
     PromotionHistory,
@@ -67,7 +65,7 @@ BOARD_COLUMNS = [
 
 
 def promotion_history(storage: PipelineStorage) -> PromotionHistory:
-    return PromotionHistory(storage.shared_dir(REGISTRY_DIR))
+    return PromotionHistory(storage.shared_dir(artifact_names.MODEL_REGISTRY))
 
 
 def evaluation_folders(instance: dg.DagsterInstance) -> list[Path]:
@@ -108,12 +106,14 @@ def leaderboard(
     # The set of evaluations (external ones too) is this asset's input: a new one is a new
     # leaderboard.
     digest = hashlib.sha256("\n".join(map(str, [*folders, *external])).encode()).hexdigest()[:16]
-    step = ArtifactStep(context, storage, config={}, upstream_versions={"evaluations": digest})
+    step = ArtifactStep(
+        context, storage, config={}, upstream_versions={"evaluations": digest}, reads_deps=False
+    )
     if reused := step.reused():
         return reused
     table = leaderboard_table(model_entry(folder) for folder in folders)
     table["external"] = [external_summary(storage, v) for v in table["model_version"]]
-    path = write_parquet(step.folder / "leaderboard.parquet", table)
+    path = write_parquet(step.folder / artifact_names.LEADERBOARD, table)
     cheapest = table[table["on_pareto_front"]].sort_values("co2_g").head(1)
     return step.result(
         {
@@ -183,14 +183,14 @@ def failed_blocking_checks(instance: dg.DagsterInstance, artifact: Path) -> list
 def _judge(
     context, challenger: pd.Series, champion: dict | None, config: ChampionConfig
 ) -> tuple[Comparison, Decision]:
-    predictions = Path(challenger["evaluation_path"]).parent / "predictions.parquet"
+    predictions = Path(challenger["evaluation_path"]).parent / artifact_names.PREDICTIONS
     failed = failed_blocking_checks(context.instance, Path(challenger["evaluation_path"]))
     if champion is None:
         nothing = Comparison(0, None, None)
         if failed:  # even the first model must have a sound lineage
             return nothing, decide(nothing, failed_blocking_checks=failed)
         return nothing, Decision("promoted", "no champion yet")
-    champion_predictions = Path(champion["evaluation_path"]).parent / "predictions.parquet"
+    champion_predictions = Path(champion["evaluation_path"]).parent / artifact_names.PREDICTIONS
     comparison = compare_on_common_images(
         pd.read_parquet(champion_predictions), pd.read_parquet(predictions), TARGET_CLASSES
     )
@@ -201,7 +201,7 @@ def serving_evaluation(line: dict[str, Any]) -> UpstreamArtifact:
     """The serving version's evaluation, as the upstream artifact of a decision: the lineage
     of a decision (and of the model card) runs through it to the raw data."""
     path = Path(line["evaluation_path"])
-    run_id = read_json(path.parent / PROVENANCE_FILE_NAME)["run_id"]
+    run_id = read_json(path.parent / artifact_names.PROVENANCE)["run_id"]
     return UpstreamArtifact("model_evaluation", path, run_id, None)
 
 
@@ -267,7 +267,7 @@ def champion_model(
             f"no champion: {line['challenger_version']} was kept out: {line['reason']}"
         )
     folder = storage.run_dir("champion_model", context.run_id)
-    path = write_json(folder / "decision.json", line)
+    path = write_json(folder / artifact_names.DECISION, line)
     record_provenance(
         context,
         folder,
@@ -308,7 +308,7 @@ def record_manual_promotion(
             )
         )
     folder = storage.run_dir("champion_model", "manual")
-    path = write_json(folder / "decision.json", line)
+    path = write_json(folder / artifact_names.DECISION, line)
     write_provenance(
         folder,
         {
@@ -354,10 +354,10 @@ def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> d
         raise dg.Failure("no champion yet: materialize champion_model first")
     champion = history.promotion_of(champion["serving_version"]) or champion
     model_path, evaluation_path = Path(champion["model_path"]), Path(champion["evaluation_path"])
-    training = read_json(model_path.parent / "training.json")
+    training = read_json(model_path.parent / artifact_names.TRAINING)
     lineage = provenance_chain(model_path)  # read once: the splits' folder and the card's
     splits_path = next(
-        Path(step["folder"]) / "splits.parquet"
+        Path(step["folder"]) / artifact_names.SPLITS
         for step in lineage
         if step["asset_key"] == "dataset_splits"
     )
@@ -378,8 +378,8 @@ def model_card(context: dg.AssetExecutionContext, storage: PipelineStorage) -> d
     )
     markdown = model_cards.render_markdown(card)
     folder = storage.run_dir("model_card", context.run_id)
-    write_json(folder / "model_card.json", card)
-    path = write_bytes(folder / "model_card.md", markdown.encode())
+    write_json(folder / artifact_names.MODEL_CARD_JSON, card)
+    path = write_bytes(folder / artifact_names.MODEL_CARD, markdown.encode())
     record_provenance(
         context, folder, config={}, upstream=[upstream_artifact(context, "champion_model")]
     )

@@ -7,18 +7,16 @@ the model file it names) and refuse to classify images it scores above its thres
 import dagster as dg
 import numpy as np
 
-from brain_pipeline.core import plots
+from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import write_json
-from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.imaging.preprocessing import filesystem_path
-from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.tensors import tensors_for_rows, trained_model_and_splits
 from brain_pipeline.core.serving import calibration
 from brain_pipeline.core.serving.predictor import Predictor
 from brain_pipeline.defs.ingestion import dataset_splits
+from brain_pipeline.defs.model_inputs import ModelInputs
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
-from brain_pipeline.defs.training import TRAINING_CONFIGURATIONS, trained_model
+from brain_pipeline.defs.training import trained_model
 
 
 class GuardConfig(dg.Config):
@@ -32,7 +30,6 @@ class GuardConfig(dg.Config):
     group_name="model",
     code_version="2",
     kinds={"scikitlearn"},
-    partitions_def=TRAINING_CONFIGURATIONS,
 )
 def ood_guard(
     context: dg.AssetExecutionContext,
@@ -41,31 +38,21 @@ def ood_guard(
     carbon: CarbonTracker,
 ) -> dg.MaterializeResult:
     """Refuses images unlike the training slices: AUROC and false rejections, measured."""
-    step = ArtifactStep(
-        context,
-        storage,
-        config=config.model_dump(),
-        upstream=["trained_model", "dataset_splits"],
-        carbon=carbon,
-    )
+    step = ArtifactStep(context, storage, config=config.model_dump(), carbon=carbon)
     if reused := step.reused():
         return reused
-    model_file = step.upstream["trained_model"]
-    model, preprocessing, table = trained_model_and_splits(
-        model_file.path, step.upstream["dataset_splits"].path
-    )
-    version = model_version_of(model_file.folder)
-    predictor = Predictor(model, preprocessing, version, model_file.path)
-    raw, cache = storage.raw_data(), storage.shared_dir("tensor_cache")
+    inputs = ModelInputs(step)
+    version = inputs.version
+    predictor = Predictor(inputs.model, inputs.preprocessing, version, inputs.model_file)
 
     def features_of(split: str, sample: bool = False) -> np.ndarray:
         # The whole split's tensors are the cache training and evaluation already built.
-        rows = split_rows(table, split)
-        tensors, _ = tensors_for_rows(rows, raw.roots, preprocessing, cache)
+        rows = inputs.rows(split)
+        tensors, _ = inputs.tensors(rows, log_progress=False)
         chosen = calibration.train_sample(len(rows), config.seed) if sample else slice(None)
         rows, tensors = rows.iloc[chosen], tensors[chosen]
         files = [
-            filesystem_path(raw.roots[d], p)
+            filesystem_path(inputs.raw.roots[d], p)
             for d, p in zip(rows["dataset"], rows["path"], strict=True)
         ]
         context.log.info(f"guard features of the {split} split ({len(files)} images)")
@@ -83,9 +70,9 @@ def ood_guard(
         guard, report = calibration.fit_and_measure(
             train, validation, test, others, kinds, config.quantile
         )
-    guard.summary.update(model_path=str(model_file.path.resolve()), model_version=version)
+    guard.summary.update(model_path=str(inputs.model_file.resolve()), model_version=version)
     path = guard.save(step.folder)
-    write_json(step.folder / "scores.json", report)
+    write_json(step.folder / artifact_names.SCORES, report)
     return step.result(
         _metadata(step, guard, report, kinds) | {"path": dg.MetadataValue.path(str(path))}
     )

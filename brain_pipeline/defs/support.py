@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_figure, write_json, write_provenance
 from brain_pipeline.core.emissions import StepMeasurement, track_step
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
@@ -126,6 +127,18 @@ def upstream_artifact(
         run_id=event.run_id,
         data_version=(materialization.tags or {}).get("dagster/data_version"),
     )
+
+
+def upstream_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """The asset's declared deps that are materialized assets, in declaration order: the
+    upstream artifacts its step reads (a raw source is observed; it has no file to read)."""
+    graph = context.op_execution_context.job_def.asset_layer.asset_graph
+    (spec,) = (spec for spec in context.assets_def.specs if spec.key == context.asset_key)
+    return [
+        dep.asset_key.to_user_string()
+        for dep in spec.deps
+        if not graph.has(dep.asset_key) or graph.get(dep.asset_key).is_materializable
+    ]
 
 
 def record_provenance(
@@ -287,10 +300,13 @@ def progress_log(context: dg.AssetExecutionContext, verb: str = "preprocessed"):
 class ArtifactStep:
     """One materialization of a memoised asset that writes files under the artifacts root.
 
-    ``step = ArtifactStep(context, storage, config=..., upstream=["balanced_index"])``
-    reads the upstream artifacts (`step.upstream[key]`) and hashes the inputs
-    (`step.signature`); `step.reused()` is the earlier result when nothing changed;
-    `step.folder` is this run's fresh folder; `with step.tracked():` measures energy;
+    ``step = ArtifactStep(context, storage, config=...)`` reads the artifacts of the assets
+    the asset declares in `deps` (`step.upstream["balanced_index"]`: each upstream is named
+    once, in the decorator) and hashes the inputs (`step.signature`). An asset whose inputs
+    are not upstream artifacts (a raw folder's fingerprint, the set of all evaluations) gives
+    them as `upstream_versions`, with `reads_deps=False` where its deps only order it.
+    `step.reused()` is the earlier result when nothing changed; `step.folder` is this run's
+    fresh folder; `with step.tracked():` measures energy;
     `step.result(metadata)` writes provenance and returns the stamped result.
     """
 
@@ -300,15 +316,16 @@ class ArtifactStep:
         storage: PipelineStorage,
         *,
         config: dict[str, Any],
-        upstream: Sequence[str] = (),
         upstream_versions: dict[str, str | None] | None = None,
         carbon: CarbonTracker | None = None,
+        reads_deps: bool = True,
     ) -> None:
         self.context = context
         self.storage = storage
         self.config = config
         self.name = context.asset_key.to_user_string()
-        self.upstream = {key: upstream_artifact(context, key) for key in upstream}
+        keys = upstream_keys(context) if reads_deps else []
+        self.upstream = {key: upstream_artifact(context, key) for key in keys}
         self.signature = input_signature(
             context,
             config=config,
@@ -360,7 +377,7 @@ class ArtifactStep:
         """Write emissions.json and provenance.json; return the result stamped with the
         input signature. Its data version is `content_version` if given (see `computed`)."""
         if self._energy is not None:
-            write_json(self.folder / "emissions.json", self._energy)
+            write_json(self.folder / artifact_names.EMISSIONS, self._energy)
             metadata = {**metadata, **emissions_metadata(self._energy)}
         record_provenance(
             self.context,

@@ -3,23 +3,18 @@
 import dagster as dg
 import pandas as pd
 
-from brain_pipeline.core import plots
+from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import atomic_path, write_json
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.imaging.preprocessing import PREPROCESSING_VERSION
 from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.sweep import load_sweep
+from brain_pipeline.core.model.sweep import Sweep
 from brain_pipeline.core.model.tensors import tensors_for_rows
 from brain_pipeline.core.model.training import TrainingConfig, train_classifier
 from brain_pipeline.defs import executors
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.resources import CarbonTracker, PipelineStorage
 from brain_pipeline.defs.support import ArtifactStep, progress_log
-
-SWEEP = load_sweep()
-# One partition per named configuration of the sweep file; the partitioned assets are the
-# ones that exist once per model (trained_model and everything that reads one model).
-TRAINING_CONFIGURATIONS = dg.StaticPartitionsDefinition(SWEEP.names)
 
 
 class TrainingParams(dg.Config):
@@ -49,16 +44,15 @@ class TrainingParams(dg.Config):
     augment: bool | None = None
     seed: int | None = None
 
-    def to_core(self, configuration: str) -> TrainingConfig:
+    def to_core(self, sweep: Sweep, configuration: str) -> TrainingConfig:
         given = {key: value for key, value in self.model_dump().items() if value is not None}
-        return SWEEP.resolve(configuration, given)
+        return sweep.resolve(configuration, given)
 
 
 @dg.asset(
     deps=[dataset_splits],
     group_name="model",
     code_version="8",
-    partitions_def=TRAINING_CONFIGURATIONS,
     kinds={"keras", "tensorflow"},
     # One training at a time across runs (the pool's limit is the instance's), and its own
     # Celery queue so that a GPU worker can take only training steps.
@@ -72,26 +66,26 @@ def trained_model(
     carbon: CarbonTracker,
 ) -> dg.MaterializeResult:
     """A Keras CNN of one sweep configuration, trained on the train split."""
+    sweep = storage.sweep()
     if not context.has_partition_key:
         raise dg.Failure(
             "trained_model is partitioned by training configuration: launch it for one of "
-            f"{', '.join(SWEEP.names)} (sweep file {SWEEP.path})"
+            f"{', '.join(sweep.names)} (sweep file {sweep.path})"
         )
-    core_config = config.to_core(context.partition_key)
+    core_config = config.to_core(sweep, context.partition_key)
     step = ArtifactStep(
         context,
         storage,
         # The resolved configuration (a sweep file edit is a new input), and the
         # preprocessing code's version: a change there changes every input tensor.
         config={**core_config.as_dict(), "preprocessing_version": PREPROCESSING_VERSION},
-        upstream=["dataset_splits"],
         carbon=carbon,
     )
     if reused := step.reused():
         return reused
     table = pd.read_parquet(step.upstream["dataset_splits"].path)
     model_version = model_version_of(step.folder)
-    roots, cache = storage.raw_data().roots, storage.shared_dir("tensor_cache")
+    roots, cache = storage.raw_data().roots, storage.shared_dir(artifact_names.TENSOR_CACHE)
 
     def tensors(split: str):
         rows = table[table["split"] == split]
@@ -109,7 +103,7 @@ def trained_model(
             core_config,
             class_names=TARGET_CLASSES,
             # Keyed by the inputs, so re-running a killed materialization resumes it.
-            resume_dir=storage.shared_dir("training_checkpoints") / step.signature,
+            resume_dir=storage.shared_dir(artifact_names.TRAINING_CHECKPOINTS) / step.signature,
             log=context.log.info,
         )
     path = _save(step, result, core_config, n_train=len(train_y), n_val=len(val_y))
@@ -139,13 +133,13 @@ def trained_model(
 
 def _save(step: ArtifactStep, result, core_config: TrainingConfig, *, n_train: int, n_val: int):
     """model.keras, and beside it what prediction and the leaderboard need to know of it."""
-    path = step.folder / "model.keras"
+    path = step.folder / artifact_names.MODEL
     with atomic_path(path, suffix=".keras") as tmp:
         result.model.save(tmp)
     core_config.preprocessing.save(step.folder)
-    write_json(step.folder / "history.json", result.history)
+    write_json(step.folder / artifact_names.HISTORY, result.history)
     write_json(
-        step.folder / "training.json",
+        step.folder / artifact_names.TRAINING,
         {
             "configuration": step.context.partition_key,
             "config": core_config.as_dict(),

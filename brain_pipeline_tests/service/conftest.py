@@ -17,17 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from brain_pipeline.defs.executors import CELERY_BROKER_ENV
-from brain_pipeline.defs.training import SWEEP
-from brain_pipeline.service import (
+from brain_pipeline.apps.service import (
     PostgresSettings,
     ensure_database,
     prepare_home,
     set_pool_limits,
     with_pg_defaults,
 )
+from brain_pipeline.core.model.sweep import load_sweep
+from brain_pipeline.defs.executors import CELERY_BROKER_ENV
 from brain_pipeline_tests.conftest import FAST_RUN
 from brain_pipeline_tests.service import servers
+
+SWEEP = load_sweep()  # the repository's sweep.toml, as the definitions under test read it
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from brain_pipeline.console import HEADLINE_METADATA
+from brain_pipeline.apps.console import HEADLINE_METADATA
 from brain_pipeline_tests.conftest import ASSETS, MANIFEST_PARTS
 from brain_pipeline_tests.service.conftest import (
     BIN,
@@ -141,7 +141,7 @@ def test_the_service_command_creates_its_database_and_serves_the_ui(deployments,
     import socket
     import urllib.request
 
-    from brain_pipeline.service import ensure_database
+    from brain_pipeline.apps.service import ensure_database
 
     deployment = deployments()
     with socket.socket() as probe:

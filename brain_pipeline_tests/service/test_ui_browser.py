@@ -14,10 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from brain_pipeline.defs.training import SWEEP
+from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline_tests.conftest import ASSETS
 from brain_pipeline_tests.service.conftest import BIN, REPO, stop
 from brain_pipeline_tests.service.servers import free_port
+
+SWEEP = load_sweep()  # the repository's sweep.toml, as the definitions under test read it
 
 pytestmark = pytest.mark.services
 

@@ -196,18 +196,17 @@ _FEATURE_COLUMNS = ("thumbnail", "keypoints", "detail")
 
 def build_balanced_index(
     manifest: pd.DataFrame,
+    settings: IndexSettings = IndexSettings(),  # noqa: B008 (frozen, so safe to share)
     *,
-    seed: int,
-    near_duplicate_cosine: float = DEFAULT_NEAR_DUPLICATE_COSINE,
-    resaved_similarity: float | None = resaved.DEFAULT_RESAVED_SIMILARITY,
-    balance: bool = True,
     thumbnail_of: Callable[[np.ndarray], np.ndarray] | None = None,
     previous_neighbours: neighbours.NeighbourIndex | None = None,
 ) -> BalancedIndex:
     """Unique, grouped, class-balanced index; also returns the excluded conflicts, the report,
-    the re-saved copies that merged groups (`resaved_similarity=None` turns that off) and the
-    thumbnail neighbour index (`previous_neighbours` is updated rather than rebuilt;
+    the re-saved copies that merged groups (`detect_resaved_copies=False` turns that off) and
+    the thumbnail neighbour index (`previous_neighbours` is updated rather than rebuilt;
     `thumbnail_of(shas)` supplies thumbnails when the manifest has no `thumbnail` column)."""
+    seed, balance = settings.seed, settings.balance_classes
+    resaved_similarity = settings.resaved_similarity if settings.detect_resaved_copies else None
     if resaved_similarity is not None and not {"keypoints", "detail"} <= set(manifest.columns):
         raise ValueError(
             "the manifest has no `keypoints`/`detail` columns (it predates re-saved copy "
@@ -220,7 +219,11 @@ def build_balanced_index(
             "image_manifest `reason` column"
         )
     grouped, links, neighbour_index, update = assign_group_ids(
-        unique, near_duplicate_cosine, resaved_similarity, thumbnail_of, previous_neighbours
+        unique,
+        settings.near_duplicate_cosine,
+        resaved_similarity,
+        thumbnail_of,
+        previous_neighbours,
     )
     index = balance_classes(grouped, seed) if balance else grouped
     if balance and resaved_similarity is not None:

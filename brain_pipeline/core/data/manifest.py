@@ -29,6 +29,7 @@ from brain_pipeline.core.data.sources import (
     iter_dataset_files,
     source_label,
 )
+from brain_pipeline.core.imaging.grayscale import to_grayscale
 
 THUMBNAIL_SIDE = 32
 # Far above any real MRI slice; larger images are refused as potential decompression bombs.
@@ -122,21 +123,6 @@ def inspect_image(data: bytes) -> ImageFacts:
 
 def _has_rotation(image: Image.Image) -> bool:
     return image.getexif().get(0x0112, 1) not in (1, None)
-
-
-def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any Pillow mode (16-bit, palette, alpha, CMYK...) to 8-bit grayscale."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become black background, like the scanner's.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("L")
-    return image.convert("L")
 
 
 def grayscale_thumbnail(image: Image.Image) -> bytes:

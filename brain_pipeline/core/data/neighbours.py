@@ -33,6 +33,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from brain_pipeline.core import artifact_names
+
 THUMBNAIL_PIXELS = 32 * 32
 DIMS = 64  # projected dimensions: 32 let 5x more candidates through on real MRI slices
 CELL_SIZE = 256  # images per k-means cell: keeps a lookup's cost flat as the index grows
@@ -234,12 +236,12 @@ class NeighbourIndex:
         np.save(folder / "projection.npy", self.projection)
         faiss.write_index(self.search, str(folder / "search.faiss"))
         meta = {"format": FORMAT_VERSION, "threshold": self.threshold, "nprobe": self.nprobe}
-        (folder / "neighbours.json").write_text(json.dumps(meta))
+        (folder / artifact_names.NEIGHBOURS).write_text(json.dumps(meta))
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> NeighbourIndex:
-        meta = json.loads((folder / "neighbours.json").read_text())
+        meta = json.loads((folder / artifact_names.NEIGHBOURS).read_text())
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{folder}: neighbour index format {meta.get('format')} is stale")
         return cls(

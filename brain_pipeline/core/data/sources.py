@@ -16,30 +16,30 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TARGET_CLASSES: tuple[str, ...] = ("healthy_brain", "tumor_brain", "alzheimer_brain")
+from brain_pipeline.core.classes import ALZHEIMER, HEALTHY, TARGET_CLASSES, TUMOR
 
 # The original study's mapping, extended to the other common Kaggle layouts.
 DEFAULT_CLASS_MAP: dict[str, str] = {
     # Navoneel / Br35H
-    "yes": "tumor_brain",
-    "no": "healthy_brain",
+    "yes": TUMOR,
+    "no": HEALTHY,
     # preetviradiya
-    "Brain Tumor": "tumor_brain",
-    "Healthy": "healthy_brain",
+    "Brain Tumor": TUMOR,
+    "Healthy": HEALTHY,
     # Alzheimer 4-class (tourist55) and its preprocessed variant
-    "MildDemented": "alzheimer_brain",
-    "ModerateDemented": "alzheimer_brain",
-    "VeryMildDemented": "alzheimer_brain",
-    "NonDemented": "healthy_brain",
-    "Mild_Demented": "alzheimer_brain",
-    "Moderate_Demented": "alzheimer_brain",
-    "Very_Mild_Demented": "alzheimer_brain",
-    "Non_Demented": "healthy_brain",
+    "MildDemented": ALZHEIMER,
+    "ModerateDemented": ALZHEIMER,
+    "VeryMildDemented": ALZHEIMER,
+    "NonDemented": HEALTHY,
+    "Mild_Demented": ALZHEIMER,
+    "Moderate_Demented": ALZHEIMER,
+    "Very_Mild_Demented": ALZHEIMER,
+    "Non_Demented": HEALTHY,
     # 4-class tumour set
-    "glioma": "tumor_brain",
-    "meningioma": "tumor_brain",
-    "pituitary": "tumor_brain",
-    "notumor": "healthy_brain",
+    "glioma": TUMOR,
+    "meningioma": TUMOR,
+    "pituitary": TUMOR,
+    "notumor": HEALTHY,
 }
 
 # Folder labels of the Alzheimer source, healthy ones included: healthy vs Alzheimer within

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
 from brain_pipeline.core.explain.heatmaps import gradcam
-from brain_pipeline.core.explain.scores import score_explanations
+from brain_pipeline.core.explain.scores import Lesions, MapSettings, score_explanations
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.core.plots import render_gallery
 
@@ -79,41 +80,52 @@ class ExplainedTestSet:
     scores: dict  # ExplanationScores.as_dict()
 
 
+@dataclass(frozen=True)
+class GallerySettings:
+    """What gradcam_gallery shows and how its maps are made (`defs.explanation.GalleryConfig`
+    is the launchpad's face of these, field for field)."""
+
+    images_per_gallery: int = 8  # per class and outcome (correct, misclassified)
+    method: str = "gradcam"
+    layer_name: str | None = None
+    seed: int = 0
+
+    def maps(self, skull_stripped: bool) -> MapSettings:
+        return MapSettings(self.method, self.layer_name, self.seed, skull_stripped)
+
+
 def explain_test_set(
     model: keras.Model,
     images: np.ndarray,
     labels: np.ndarray,
     lesion_regions: dict[str, list[np.ndarray | None]],
-    *,
-    per_gallery: int,
-    method: str,
-    layer_name: str | None,
-    seed: int,
+    settings: GallerySettings,
     skull_stripped: bool,
-    lesion_class: int,
 ) -> ExplainedTestSet:
     """Predict the test images, map the gallery's, and score the maps.
 
     Faithfulness and sanity are scored on the gallery images; localisation on every image
-    with a lesion mask (`lesion_regions["core"]` / `["whole_tumour"]`, None where absent).
+    with a lesion mask (`lesion_regions["core"]` / `["whole_tumour"]`, None where absent),
+    on the tumour class's maps.
     """
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
-    chosen = gallery_selection(labels, predicted, per_gallery, seed)
-    maps = {"layer_name": layer_name, "method": method}
-    heatmaps = gradcam(model, images[chosen], predicted[chosen], **maps)
-    lesioned = [i for i, mask in enumerate(lesion_regions["core"]) if mask is not None]
-    scores = score_explanations(
+    chosen = gallery_selection(labels, predicted, settings.images_per_gallery, settings.seed)
+    heatmaps = gradcam(
         model,
         images[chosen],
-        heatmaps,
         predicted[chosen],
-        lesion_images=images[lesioned],
-        lesion_masks=[lesion_regions["core"][i] for i in lesioned],
-        whole_tumour_masks=[lesion_regions["whole_tumour"][i] for i in lesioned],
-        lesion_class=lesion_class,
-        seed=seed,
-        skull_stripped=skull_stripped,
-        **maps,
+        layer_name=settings.layer_name,
+        method=settings.method,
+    )
+    lesioned = [i for i, mask in enumerate(lesion_regions["core"]) if mask is not None]
+    lesions = Lesions(
+        masks=[lesion_regions["core"][i] for i in lesioned],
+        whole_tumour=[lesion_regions["whole_tumour"][i] for i in lesioned],
+        images=images[lesioned],
+        target_class=TARGET_CLASSES.index(TUMOR),
+    )
+    scores = score_explanations(
+        model, images[chosen], heatmaps, predicted[chosen], settings.maps(skull_stripped), lesions
     )
     return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict())

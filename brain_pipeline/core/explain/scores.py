@@ -59,62 +59,76 @@ def _mean(values: list[float] | np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
+@dataclass(frozen=True)
+class MapSettings:
+    """How the maps are made (method, layer) and scored (the seed of the random maps and
+    weights they are compared with; the brain mask that fits the preprocessing)."""
+
+    method: str = "gradcam"
+    layer_name: str | None = None
+    seed: int = 0
+    skull_stripped: bool = False  # the preprocessing stripped the skull (see brain_mask)
+
+
+@dataclass(frozen=True)
+class Lesions:
+    """Ground truth for localisation: one mask (or None) per image of `images`.
+
+    `whole_tumour` holds the core with its oedema halo, where known. `images` default to the
+    explained images themselves; other images need `target_class`, the class whose maps are
+    scored (the ground-truth class, as in the pointing game of Zhang et al.: is the evidence
+    for "tumour" on the tumour?), whatever the model predicted.
+    """
+
+    masks: list[np.ndarray | None]
+    whole_tumour: list[np.ndarray | None] | None = None
+    images: np.ndarray | None = None
+    target_class: int | None = None
+
+
 def score_explanations(
     model: keras.Model,
     images: np.ndarray,
     heatmaps: np.ndarray,
     class_indices: np.ndarray,
-    *,
-    lesion_masks: list[np.ndarray | None] | None = None,
-    whole_tumour_masks: list[np.ndarray | None] | None = None,
-    lesion_images: np.ndarray | None = None,
-    lesion_class: int | None = None,
-    seed: int = 0,
-    method: str = "gradcam",
-    layer_name: str | None = None,
-    skull_stripped: bool = False,
+    settings: MapSettings = MapSettings(),  # noqa: B008 (frozen, so safe to share)
+    lesions: Lesions | None = None,
 ) -> ExplanationScores:
-    """Faithfulness, sanity and plausibility of ``heatmaps`` (made with ``method``).
+    """Faithfulness, sanity and plausibility of ``heatmaps`` (made as ``settings`` says).
 
-    Localisation (pointing game, heat in lesion) uses ``lesion_masks``, one per image of
-    ``lesion_images`` (default: ``images``; None entries are skipped), and the same for
-    ``whole_tumour_masks`` (core and oedema halo) when given. With ``lesion_class``
-    it scores that class's maps (the ground-truth class, as in the pointing game of Zhang et
-    al.), whatever the model predicted: is the evidence for "tumour" on the tumour? Without
-    it, the given ``heatmaps`` are scored. ``skull_stripped`` says the images were
-    skull-stripped by the preprocessing, which decides their brain mask (see brain_mask).
+    Localisation (pointing game, heat in lesion) is scored against ``lesions`` where given:
+    on the maps of its `target_class` if it names one, else on the given ``heatmaps``.
     """
     images = as_image_batch(images)
     heatmaps = np.asarray(heatmaps, np.float32)
     class_indices = np.asarray(class_indices, np.int64)
-    lesion_images = _checked_lesion_inputs(
-        images, lesion_images, lesion_class, lesion_masks, whole_tumour_masks
+    lesions = _checked_lesions(images, lesions)
+    perturbed, perturbed_random = _perturbation_scores(
+        model, images, heatmaps, class_indices, settings.seed
     )
-    perturbed, perturbed_random = _perturbation_scores(model, images, heatmaps, class_indices, seed)
-    rank_corr, similarity = _sanity_scores(
-        model, images, heatmaps, class_indices, seed, method=method, layer_name=layer_name
-    )
+    rank_corr, similarity = _sanity_scores(model, images, heatmaps, class_indices, settings)
     in_brain = [
-        heat_share(h, brain_mask(i, skull_stripped=skull_stripped))
+        heat_share(h, brain_mask(i, skull_stripped=settings.skull_stripped))
         for h, i in zip(heatmaps, images, strict=True)
     ]
-    masks = lesion_masks if lesion_masks is not None else [None] * len(lesion_images)
-    lesioned = [i for i, m in enumerate(masks) if m is not None and np.any(m)]
-    if lesion_class is None:
+    lesioned = [i for i, m in enumerate(lesions.masks) if m is not None and np.any(m)]
+    if lesions.target_class is None:
         lesion_maps = heatmaps[lesioned]
     else:
         lesion_maps = gradcam(
             model,
-            lesion_images[lesioned],
-            np.full(len(lesioned), lesion_class),
-            layer_name=layer_name,
-            method=method,
+            lesions.images[lesioned],
+            np.full(len(lesioned), lesions.target_class),
+            layer_name=settings.layer_name,
+            method=settings.method,
         )
-    brains = [brain_mask(lesion_images[i], skull_stripped=skull_stripped) for i in lesioned]
-    core = _localisation(lesion_maps, [masks[i] for i in lesioned], brains)
+    brains = [
+        brain_mask(lesions.images[i], skull_stripped=settings.skull_stripped) for i in lesioned
+    ]
+    core = _localisation(lesion_maps, [lesions.masks[i] for i in lesioned], brains)
     whole = (
-        _localisation(lesion_maps, [whole_tumour_masks[i] for i in lesioned], brains)
-        if whole_tumour_masks is not None
+        _localisation(lesion_maps, [lesions.whole_tumour[i] for i in lesioned], brains)
+        if lesions.whole_tumour is not None
         else _Localisation(None, None, None)
     )
     return ExplanationScores(
@@ -139,22 +153,19 @@ def score_explanations(
     )
 
 
-def _checked_lesion_inputs(
-    images: np.ndarray,
-    lesion_images: np.ndarray | None,
-    lesion_class: int | None,
-    lesion_masks: list[np.ndarray | None] | None,
-    whole_tumour_masks: list[np.ndarray | None] | None,
-) -> np.ndarray:
-    """The images the lesion masks belong to, after checking the masks fit them."""
-    if lesion_images is not None and lesion_class is None:
-        raise ValueError("lesion_images need a lesion_class to explain them with")
-    lesion_images = images if lesion_images is None else as_image_batch(lesion_images)
-    if lesion_masks is not None and len(lesion_masks) != len(lesion_images):
-        raise ValueError("lesion_masks must have one entry (or None) per lesion image")
-    if whole_tumour_masks is not None and len(whole_tumour_masks) != len(lesion_images):
-        raise ValueError("whole_tumour_masks must have one entry (or None) per lesion image")
-    return lesion_images
+def _checked_lesions(images: np.ndarray, lesions: Lesions | None) -> Lesions:
+    """`lesions` with its images filled in (no lesions: no masks), after checking the masks
+    fit those images."""
+    if lesions is None:
+        return Lesions(masks=[None] * len(images), images=images)
+    if lesions.images is not None and lesions.target_class is None:
+        raise ValueError("lesion images need a target_class to explain them with")
+    lesion_images = images if lesions.images is None else as_image_batch(lesions.images)
+    if len(lesions.masks) != len(lesion_images):
+        raise ValueError("lesion masks must have one entry (or None) per lesion image")
+    if lesions.whole_tumour is not None and len(lesions.whole_tumour) != len(lesion_images):
+        raise ValueError("whole_tumour masks must have one entry (or None) per lesion image")
+    return dataclasses.replace(lesions, images=lesion_images)
 
 
 def _perturbation_scores(
@@ -179,15 +190,16 @@ def _sanity_scores(
     images: np.ndarray,
     heatmaps: np.ndarray,
     class_indices: np.ndarray,
-    seed: int,
-    *,
-    method: str,
-    layer_name: str | None,
+    settings: MapSettings,
 ) -> tuple[float, float]:
     """Mean rank correlation and SSIM of the maps with those of the same images and classes
     under randomised weights: a faithful method's maps must change."""
     scrambled = gradcam(
-        randomize_weights(model, seed), images, class_indices, layer_name=layer_name, method=method
+        randomize_weights(model, settings.seed),
+        images,
+        class_indices,
+        layer_name=settings.layer_name,
+        method=settings.method,
     )
     pairs = list(zip(heatmaps, scrambled, strict=True))
     return _mean([rank_correlation(h, s) for h, s in pairs]), _mean([ssim(h, s) for h, s in pairs])

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import atomic_path
-from brain_pipeline.core.data.manifest import to_grayscale
 from brain_pipeline.core.imaging.brain_mask import estimate_brain_mask
 from brain_pipeline.core.imaging.filters import gaussian_blur
+from brain_pipeline.core.imaging.grayscale import to_grayscale
 
 # Bump when preprocess_image changes, so cached tensors are rebuilt.
 PREPROCESSING_VERSION = "5"
@@ -105,7 +106,7 @@ class Preprocessing:
     skull_strip: bool = True
     intensity: str = "equalise"
 
-    FILE_NAME = "preprocessing.json"
+    FILE_NAME = artifact_names.PREPROCESSING
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_MODES:
@@ -114,12 +115,12 @@ class Preprocessing:
     def save(self, folder: Path) -> Path:
         from brain_pipeline.core.artifacts import write_json
 
-        return write_json(Path(folder) / self.FILE_NAME, asdict(self))
+        return write_json(Path(folder) / artifact_names.PREPROCESSING, asdict(self))
 
     @classmethod
     def record_path(cls, model_path: Path) -> Path:
         """Where the record of a .keras file's preprocessing lives (beside it)."""
-        return Path(model_path).with_name(cls.FILE_NAME)
+        return Path(model_path).with_name(artifact_names.PREPROCESSING)
 
     @classmethod
     def for_model(cls, model_path: Path, input_size: int) -> Preprocessing:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import read_json
 from brain_pipeline.core.model.external import headline
 
@@ -85,7 +86,7 @@ def energy_section(step_folders: dict[str, Path]) -> dict[str, Any]:
     """kWh and g CO2eq of each step that produced or judged this model."""
     section = {}
     for step, folder in step_folders.items():
-        path = Path(folder) / "emissions.json"
+        path = Path(folder) / artifact_names.EMISSIONS
         record = read_json(path) if path.is_file() else {}
         if record.get("measured"):
             section[step] = {

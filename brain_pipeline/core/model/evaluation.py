@@ -15,6 +15,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from brain_pipeline.core.classes import ALZHEIMER, HEALTHY
 from brain_pipeline.core.data.sources import ALZHEIMER_SOURCE_LABELS
 from brain_pipeline.core.model.intervals import group_bootstrap_intervals
 
@@ -146,8 +147,8 @@ def within_source_healthy_vs_alzheimer(
     inside = np.isin(np.asarray(source_labels), list(ALZHEIMER_SOURCE_LABELS))
     if not inside.any():
         return {"n_images": 0, "accuracy": None}
-    truth = np.asarray(target_classes)[inside] == "alzheimer_brain"
-    alzheimer, healthy = class_names.index("alzheimer_brain"), class_names.index("healthy_brain")
+    truth = np.asarray(target_classes)[inside] == ALZHEIMER
+    alzheimer, healthy = class_names.index(ALZHEIMER), class_names.index(HEALTHY)
     said_alzheimer = probabilities[inside, alzheimer] > probabilities[inside, healthy]
     return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
 

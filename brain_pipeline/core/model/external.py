@@ -16,21 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brain_pipeline.core import artifact_names
+from brain_pipeline.core.classes import ALZHEIMER, HEALTHY, TUMOR
 from brain_pipeline.core.model.intervals import (
     group_bootstrap_intervals,
     group_bootstrap_mean,
 )
-
-RESULT_FILE = "external.json"
 
 
 def binary_answers(
     truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per binary question the set can answer: (rows it asks about, answered right)."""
-    tumour, healthy, alzheimer = (
-        class_names.index(c) for c in ("tumor_brain", "healthy_brain", "alzheimer_brain")
-    )
+    tumour, healthy, alzheimer = (class_names.index(c) for c in (TUMOR, HEALTHY, ALZHEIMER))
     present = set(truth.tolist())
     answers = {}
     if tumour in present and len(present) > 1:
@@ -98,7 +96,9 @@ def results_for_version(artifacts_dir: Path, model_version: str) -> dict | None:
     """The newest external evaluation of `model_version` under the artifacts root."""
     configuration = model_version.split("@")[0]
     records = sorted(
-        Path(artifacts_dir, "external_evaluation", configuration).glob(f"*/{RESULT_FILE}"),
+        Path(artifacts_dir, "external_evaluation", configuration).glob(
+            f"*/{artifact_names.EXTERNAL}"
+        ),
         reverse=True,
     )
     for record in records:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brain_pipeline.core.classes import ALZHEIMER, HEALTHY
+
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 
@@ -104,7 +106,7 @@ def _within_source(within_source, probabilities, y_true, class_names):
         inside = np.zeros(len(y_true), dtype=bool)
     else:
         inside = np.asarray(within_source, dtype=bool)
-    alzheimer, healthy = class_names.index("alzheimer_brain"), class_names.index("healthy_brain")
+    alzheimer, healthy = class_names.index(ALZHEIMER), class_names.index(HEALTHY)
     said_alzheimer = probabilities[:, alzheimer] > probabilities[:, healthy]
     correct = inside & ((y_true == alzheimer) == said_alzheimer)
     return inside, correct

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core.artifacts import PROVENANCE_FILE_NAME, read_json
+from brain_pipeline.core import artifact_names
+from brain_pipeline.core.artifacts import read_json
 
 COLUMNS = [
     "model_version",
@@ -59,7 +60,7 @@ def _interval_of(metrics: dict[str, Any], name: str) -> dict[str, float]:
 
 def _energy(folder: Path) -> tuple[float, float]:
     """(kWh, g CO2eq) of a step folder's emissions.json; NaN where it was not measured."""
-    path = folder / "emissions.json"
+    path = folder / artifact_names.EMISSIONS
     record = read_json(path) if path.is_file() else {}
     if not record.get("measured"):
         return float("nan"), float("nan")
@@ -69,12 +70,12 @@ def _energy(folder: Path) -> tuple[float, float]:
 def model_entry(evaluation_folder: Path) -> dict[str, Any]:
     """One leaderboard row from a model_evaluation folder and the model folder it names."""
     evaluation_folder = Path(evaluation_folder)
-    metrics = read_json(evaluation_folder / "metrics.json")
-    provenance = read_json(evaluation_folder / PROVENANCE_FILE_NAME)
+    metrics = read_json(evaluation_folder / artifact_names.METRICS)
+    provenance = read_json(evaluation_folder / artifact_names.PROVENANCE)
     (model_path,) = [
         Path(u["path"]) for u in provenance["upstream"] if u["asset_key"] == "trained_model"
     ]
-    training = read_json(model_path.parent / "training.json")
+    training = read_json(model_path.parent / artifact_names.TRAINING)
     train_kwh, train_g = _energy(model_path.parent)
     eval_kwh, eval_g = _energy(evaluation_folder)
     return {
@@ -97,7 +98,7 @@ def model_entry(evaluation_folder: Path) -> dict[str, Any]:
         "energy_kwh": train_kwh + eval_kwh,
         "co2_g": train_g + eval_g,
         "model_path": str(model_path),
-        "evaluation_path": str(evaluation_folder / "metrics.json"),
+        "evaluation_path": str(evaluation_folder / artifact_names.METRICS),
     }
 
 

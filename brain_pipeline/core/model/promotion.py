@@ -20,9 +20,9 @@ import pandas as pd
 from filelock import FileLock
 from sklearn.metrics import f1_score
 
+from brain_pipeline.core import artifact_names
+
 DEFAULT_MARGIN = 0.01
-HISTORY_FILE_NAME = "promotions.jsonl"
-REGISTRY_DIR = "model_registry"  # under the artifacts root: the history and its lock
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class PromotionHistory:
     """The append-only history in `folder/promotions.jsonl`, guarded by `promotions.lock`."""
 
     def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / HISTORY_FILE_NAME
+        self.path = Path(folder) / artifact_names.PROMOTIONS
         self._lock = FileLock(str(self.path.with_suffix(".lock")), timeout=60)
 
     def locked(self) -> FileLock:

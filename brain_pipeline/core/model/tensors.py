@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
+from brain_pipeline.core.data.sources import RawDataConfig
+from brain_pipeline.core.data.splits import split_rows
 from brain_pipeline.core.imaging.preprocessing import (
     Preprocessing,
     build_tensor_cache,
@@ -32,6 +34,19 @@ def tensors_for_rows(
         files, list(frame["sha256"]), preprocessing, cache_dir, progress=progress
     )
     return tensors, class_indices(list(frame["target_class"]), TARGET_CLASSES)
+
+
+def split_tensors(
+    raw: RawDataConfig,
+    table: pd.DataFrame,
+    split: str,
+    preprocessing: Preprocessing,
+    cache_dir: Path,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Rows of one split, their cached tensors (memory-mapped) and class indices."""
+    frame = split_rows(table, split)
+    tensors, labels = tensors_for_rows(frame, raw.roots, preprocessing, cache_dir)
+    return frame, tensors, labels
 
 
 def load_model(model_path: Path):

@@ -17,13 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.serving.guard import GUARD_ARRAYS, GUARD_JSON
 
-FORMATS = {"saved_model": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite"}
+FORMATS = {
+    "saved_model": "saved_model",
+    "onnx": artifact_names.ONNX_MODEL,
+    "tflite": artifact_names.TFLITE_MODEL,
+}
 TOLERANCE = 1e-4
-EXPORT_RECORD = "export.json"
 
 
 @dataclass(frozen=True)
@@ -126,15 +130,15 @@ def bundle(folder: Path, model_path: Path, guard_folder: Path | None, report: Ex
     """Copy the preprocessing record and the guard beside the export; write export.json."""
     record = Preprocessing.record_path(model_path)
     if record.exists():
-        shutil.copy2(record, folder / Preprocessing.FILE_NAME)
+        shutil.copy2(record, folder / artifact_names.PREPROCESSING)
     if guard_folder is not None:
         for name in (GUARD_JSON, GUARD_ARRAYS):
             shutil.copy2(Path(guard_folder) / name, folder / name)
-    return write_json(folder / EXPORT_RECORD, asdict(report))
+    return write_json(folder / artifact_names.EXPORT_RECORD, asdict(report))
 
 
 def read_report(folder: Path) -> dict:
-    return json.loads((Path(folder) / EXPORT_RECORD).read_text())
+    return json.loads((Path(folder) / artifact_names.EXPORT_RECORD).read_text())
 
 
 def test_split_inputs(
@@ -158,8 +162,8 @@ def test_split_inputs(
             f"{model_path} has no recorded test split (not written by the pipeline?); "
             "pass --images FOLDER to verify the export on images of your own"
         )
-    test = split_rows(pd.read_parquet(folders[0] / "splits.parquet"), "test")
+    test = split_rows(pd.read_parquet(folders[0] / artifact_names.SPLITS), "test")
     roots = load_raw_data_config(data_dir).roots
-    cache = Path(artifacts_dir) / "tensor_cache"
+    cache = Path(artifacts_dir) / artifact_names.TENSOR_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     return np.asarray(tensors_for_rows(test, roots, preprocessing, cache)[0], dtype=np.float32)

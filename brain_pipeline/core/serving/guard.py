@@ -27,10 +27,11 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json
 
 STATISTICS = ("chroma", "border_level", "dark_fraction", "edge_energy", "log_aspect", "spread")
-GUARD_JSON, GUARD_ARRAYS = "ood_guard.json", "ood_guard.npz"
+GUARD_JSON, GUARD_ARRAYS = artifact_names.GUARD, artifact_names.GUARD_ARRAYS
 DEFAULT_QUANTILE = 0.99
 VIEW_QUANTILE = 0.99  # each view's distance is divided by this quantile on validation
 NEIGHBOURS = 5

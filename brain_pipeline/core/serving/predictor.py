@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain_pipeline.core.data.sources import TARGET_CLASSES
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.serving.guard import OODGuard, feature_vectors, image_statistics
 

@@ -7,9 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.lineage import provenance_chain
 from brain_pipeline.core.model.leaderboard import model_version_of
-from brain_pipeline.core.model.promotion import REGISTRY_DIR, PromotionHistory
+from brain_pipeline.core.model.promotion import PromotionHistory
 from brain_pipeline.core.serving.guard import find_guard
 from brain_pipeline.core.serving.predictor import Predictor
 
@@ -36,7 +37,7 @@ class ModelSource:
             if not path.is_file():
                 raise NoModelError(f"model file {path} does not exist")
             return ModelChoice(path, version_of_file(path), "--model")
-        registry = Path(self.artifacts_dir) / REGISTRY_DIR
+        registry = Path(self.artifacts_dir) / artifact_names.MODEL_REGISTRY
         champion = PromotionHistory(registry).champion()
         if champion is None:
             raise NoModelError(
@@ -59,7 +60,7 @@ class ModelSource:
 
 def version_of_file(path: Path) -> str:
     """`<configuration>@<folder>` for a pipeline-written model, else the file's path."""
-    record = Path(path).parent / "provenance.json"
+    record = Path(path).parent / artifact_names.PROVENANCE
     if record.is_file() and json.loads(record.read_text()).get("asset_key") == "trained_model":
         return model_version_of(Path(path).parent)
     return str(path)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brain_pipeline.core.data.dedup import (
+    IndexSettings,
     build_balanced_index,
     near_duplicate_groups,
     thumbnail_matrix,
@@ -49,7 +50,7 @@ def test_exact_copies_collapse_and_conflicts_are_excluded() -> None:
         ]
     )
     index, conflicts, report, _, *_ = build_balanced_index(
-        manifest, seed=0, resaved_similarity=None, balance=False
+        manifest, IndexSettings(detect_resaved_copies=False, balance_classes=False)
     )
     assert len(index) == 3
     assert sorted(index.set_index("path").loc["a.jpg", "sources"]) == [
@@ -68,14 +69,14 @@ def test_near_duplicates_share_a_group_and_balancing_downsamples() -> None:
     rows += [_row(f"h{i}.jpg", "healthy_brain", f"h{i}", _thumb(100 + i)) for i in range(3)]
     rows += [_row(f"t{i}.jpg", "tumor_brain", f"t{i}", _thumb(200 + i)) for i in range(2)]
     unbalanced, _, report, _, *_ = build_balanced_index(
-        pd.DataFrame(rows), seed=0, resaved_similarity=None, balance=False
+        pd.DataFrame(rows), IndexSettings(detect_resaved_copies=False, balance_classes=False)
     )
     groups = unbalanced.set_index("path")["group_id"]
     assert groups[["s0.jpg", "s1.jpg", "s2.jpg", "s3.jpg"]].nunique() == 1
     assert groups[["h0.jpg", "h1.jpg", "h2.jpg"]].nunique() == 3
     assert report.largest_group_size == 4
     balanced, _, report, _, *_ = build_balanced_index(
-        pd.DataFrame(rows), seed=0, resaved_similarity=None
+        pd.DataFrame(rows), IndexSettings(detect_resaved_copies=False)
     )
     assert report.counts_after_balancing == {
         "alzheimer_brain": 2,
@@ -249,7 +250,7 @@ def test_a_resized_copy_in_another_dataset_joins_the_same_group(tmp_path) -> Non
     other.save(tmp_path / "big" / "yes" / "other.png")
     specs = [DatasetSpec("big", tmp_path / "big"), DatasetSpec("small", tmp_path / "small")]
     manifest, _ = build_manifest(specs)
-    index, _, report, _, *_ = build_balanced_index(manifest, seed=0, balance=False)
+    index, _, report, _, *_ = build_balanced_index(manifest, IndexSettings(balance_classes=False))
     groups = index.set_index(index["dataset"] + "/" + index["path"])["group_id"]
     assert groups["big/yes/scan.png"] == groups["small/yes/scan.png"]
     assert groups["big/yes/other.png"] != groups["big/yes/scan.png"]

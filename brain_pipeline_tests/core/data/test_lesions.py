@@ -10,7 +10,11 @@ from PIL import Image
 
 from brain_pipeline.core.data.lesions import CORE_VALUE, lesion_mask_path, lesion_masks_by_region
 from brain_pipeline.core.data.sources import load_raw_data_config
-from brain_pipeline.core.phantoms import DATASET_FOLDERS, LESION_MASKS_DIRNAME, synthesize_datasets
+from brain_pipeline.synthetic.phantoms import (
+    DATASET_FOLDERS,
+    LESION_MASKS_DIRNAME,
+    synthesize_datasets,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,14 @@ from PIL import Image
 from brain_pipeline.core.data import resaved
 from brain_pipeline.core.data.alterations import alterations
 from brain_pipeline.core.data.dedup import (
+    IndexSettings,
     build_balanced_index,
     cross_split_near_duplicates,
     link_kept_copies,
 )
-from brain_pipeline.core.data.manifest import grayscale_thumbnail, to_grayscale
-from brain_pipeline.core.phantoms import render_phantom
+from brain_pipeline.core.data.manifest import grayscale_thumbnail
+from brain_pipeline.core.imaging.grayscale import to_grayscale
+from brain_pipeline.synthetic.phantoms import render_phantom
 
 RULE = resaved.Acceptance()
 
@@ -132,7 +134,9 @@ def _manifest_rows(images) -> pd.DataFrame:
 def test_the_index_groups_a_window_copy_and_the_check_sees_it_across_splits(scans) -> None:
     window = alterations(np.random.default_rng(4))["combined"]
     manifest = _manifest_rows([*scans[:5], window(scans[2])])
-    index, _, report, links, *_ = build_balanced_index(manifest, seed=0, balance=False)
+    index, _, report, links, *_ = build_balanced_index(
+        manifest, IndexSettings(balance_classes=False)
+    )
     groups = index.set_index("path")["group_id"]
     assert groups["5.png"] == groups["2.png"] and groups.nunique() == 5
     assert report.n_resaved_links == 1 and report.n_thumbnail_groups == 6
@@ -160,7 +164,7 @@ def test_copies_among_the_kept_rows_merge_their_groups_everywhere(scans) -> None
 def test_an_old_manifest_without_features_is_refused_by_name() -> None:
     manifest = _manifest_rows([_scan(0)]).drop(columns=["keypoints", "detail"])
     with pytest.raises(ValueError, match="keypoints.*image_manifest"):
-        build_balanced_index(manifest, seed=0)
+        build_balanced_index(manifest, IndexSettings())
 
 
 def test_a_blank_image_has_no_keypoints_and_links_to_nothing(scans) -> None:

@@ -7,14 +7,19 @@ import pytest
 
 from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import heat_share, pointing_tolerance_px
-from brain_pipeline.core.explain.scores import ExplanationScores, score_explanations
+from brain_pipeline.core.explain.scores import (
+    ExplanationScores,
+    Lesions,
+    MapSettings,
+    score_explanations,
+)
 from brain_pipeline.core.imaging.brain_mask import brain_mask, dilate
 
 
 def test_score_explanations(model, test_data):
     images, labels, masks = test_data
     maps = gradcam(model, images, labels)
-    scores = score_explanations(model, images, maps, labels, lesion_masks=masks, seed=0)
+    scores = score_explanations(model, images, maps, labels, lesions=Lesions(masks))
     assert scores.n_images == 64 and scores.n_with_lesion_mask == 32
     assert scores.deletion_auc < scores.deletion_auc_random
     assert scores.deletion_auc_zero is not None and scores.deletion_auc_zero_random is not None
@@ -50,32 +55,30 @@ def test_score_explanations(model, test_data):
         images[:4],
         maps[:4],
         labels[:4],
-        lesion_images=images[lesioned],
-        lesion_masks=[masks[i] for i in np.flatnonzero(lesioned)],
-        lesion_class=lesion_class,
+        lesions=Lesions(
+            [masks[i] for i in np.flatnonzero(lesioned)],
+            images=images[lesioned],
+            target_class=lesion_class,
+        ),
     )
     assert separate.n_images == 4 and separate.n_with_lesion_mask == 32
     assert separate.pointing_game == pytest.approx(scores.pointing_game)
     assert separate.heat_in_lesion == pytest.approx(scores.heat_in_lesion, abs=1e-4)
-    with pytest.raises(ValueError, match="lesion_class"):
-        score_explanations(model, images, maps, labels, lesion_images=images)
+    with pytest.raises(ValueError, match="target_class"):
+        score_explanations(model, images, maps, labels, lesions=Lesions(masks, images=images))
 
     # Against a larger "whole tumour" (each lesion grown by 2 px): at least the core's hit
     # rate and heat, and a higher chance rate; the core's figures stay as they were.
     grown = [None if m is None else dilate(m, 2) for m in masks]
-    whole = score_explanations(
-        model, images, maps, labels, lesion_masks=masks, whole_tumour_masks=grown, seed=0
-    )
+    whole = score_explanations(model, images, maps, labels, lesions=Lesions(masks, grown))
     assert whole.pointing_game == scores.pointing_game
     assert whole.pointing_game_chance == pytest.approx(scores.pointing_game_chance)
     assert whole.pointing_game_whole_tumour >= scores.pointing_game
     assert whole.heat_in_whole_tumour > scores.heat_in_lesion
     assert whole.pointing_game_whole_tumour_chance > scores.pointing_game_chance
     assert scores.pointing_game_whole_tumour is None and scores.heat_in_whole_tumour is None
-    with pytest.raises(ValueError, match="whole_tumour_masks"):
-        score_explanations(
-            model, images, maps, labels, lesion_masks=masks, whole_tumour_masks=grown[:3]
-        )
+    with pytest.raises(ValueError, match="whole_tumour masks"):
+        score_explanations(model, images, maps, labels, lesions=Lesions(masks, grown[:3]))
 
     healthy = labels == 0
     no_masks = score_explanations(model, images[healthy], maps[healthy], labels[healthy])
@@ -85,7 +88,7 @@ def test_score_explanations(model, test_data):
     # heat_in_brain is measured against the brain mask that fits the preprocessing.
     for stripped in (False, True):
         subset = score_explanations(
-            model, images[:8], maps[:8], labels[:8], skull_stripped=stripped
+            model, images[:8], maps[:8], labels[:8], MapSettings(skull_stripped=stripped)
         )
         expected = [
             heat_share(h, brain_mask(i, skull_stripped=stripped))
@@ -97,10 +100,10 @@ def test_score_explanations(model, test_data):
 def test_mismatched_lesion_inputs_are_refused_before_any_scoring(model, test_data):
     images, labels, masks = test_data
     maps = np.zeros(images.shape[:3], np.float32)
-    with pytest.raises(ValueError, match="lesion_masks must have one entry"):
-        score_explanations(model, images, maps, labels, lesion_masks=masks[:3])
-    with pytest.raises(ValueError, match="lesion_class"):
-        score_explanations(model, images, maps, labels, lesion_images=images)
+    with pytest.raises(ValueError, match="lesion masks must have one entry"):
+        score_explanations(model, images, maps, labels, lesions=Lesions(masks[:3]))
+    with pytest.raises(ValueError, match="target_class"):
+        score_explanations(model, images, maps, labels, lesions=Lesions(masks, images=images))
 
 
 def test_explanation_scores_as_dict_round_trips():

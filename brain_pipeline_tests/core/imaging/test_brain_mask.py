@@ -14,7 +14,7 @@ from brain_pipeline.core.imaging.brain_mask import (
     largest_component,
 )
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
-from brain_pipeline.core.phantoms import render_phantom
+from brain_pipeline.synthetic.phantoms import render_phantom
 
 # ---------------------------------------------------------------- hand-made shapes
 

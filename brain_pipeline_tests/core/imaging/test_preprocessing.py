@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from brain_pipeline.core.artifact_names import PREPROCESSING
 from brain_pipeline.core.data.manifest import display_path
 from brain_pipeline.core.imaging import preprocessing as imaging
 from brain_pipeline.core.imaging.preprocessing import (
@@ -105,7 +106,7 @@ def test_preprocessing_record_round_trips_beside_the_model(tmp_path: Path) -> No
 
 
 def test_a_record_from_before_intensity_modes_means_percentile_scaling(tmp_path: Path) -> None:
-    (tmp_path / Preprocessing.FILE_NAME).write_text('{"image_size": 64, "skull_strip": false}')
+    (tmp_path / PREPROCESSING).write_text('{"image_size": 64, "skull_strip": false}')
     loaded = Preprocessing.for_model(tmp_path / "model.keras", 96)
     assert loaded == Preprocessing(64, skull_strip=False, intensity="percentile")
 

@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data.lesions import CORE_VALUE, HALO_VALUE, lesion_mask_path
-from brain_pipeline.core.data.sources import TARGET_CLASSES
 from brain_pipeline.core.imaging.filters import gaussian_blur
 
 STYLES = ("navoneel", "preetviradiya", "alzheimer")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from brain_pipeline.core.phantoms import synthesize_datasets
+    from brain_pipeline.synthetic.phantoms import synthesize_datasets
 
     started = time.perf_counter()
     summary = synthesize_datasets(
@@ -33,7 +33,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _materialize(args: argparse.Namespace) -> int:
     """Run the full_pipeline job on a persistent Dagster instance (history kept for the UI),
     once per training configuration asked for."""
-    from brain_pipeline.console import run_and_report
+    from brain_pipeline.apps.console import run_and_report
     from brain_pipeline.core.model.sweep import load_sweep
 
     run_config = json.loads(Path(args.config).read_text()) if args.config else {}
@@ -69,12 +69,13 @@ def _predictor(explicit: str | None, command: str):
 def _warn_without_preprocessing_record(model_path: Path) -> None:
     """A bare .keras file (user-supplied weights) is preprocessed as this project trains by
     default, at the model's input size; say so."""
+    from brain_pipeline.core.artifact_names import PREPROCESSING
     from brain_pipeline.core.imaging.preprocessing import Preprocessing
 
     if not Preprocessing.record_path(model_path).exists():
         print(
-            f"warning: no {Preprocessing.FILE_NAME} beside {model_path}; preprocessing as this "
-            "project trains by default. If the model was trained otherwise, write that file "
+            f"warning: no {PREPROCESSING} beside {model_path}; preprocessing as this project "
+            " trains by default. If the model was trained otherwise, write that file "
             'beside it, e.g. {"image_size": 96, "skull_strip": false, "intensity": "percentile"}',
             file=sys.stderr,
         )
@@ -285,7 +286,7 @@ def _add_serving_commands(commands) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from brain_pipeline.api import ServeSettings, serve
+    from brain_pipeline.apps.api import ServeSettings, serve
     from brain_pipeline.core.locations import default_artifacts_dir
     from brain_pipeline.core.serving.decoding import UploadLimits
     from brain_pipeline.core.serving.source import ModelSource
@@ -321,7 +322,7 @@ def _add_model_commands(commands) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from brain_pipeline.models_report import models_table, render_models
+    from brain_pipeline.apps.models_report import models_table, render_models
 
     table = models_table()
     if args.json:
@@ -333,7 +334,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from brain_pipeline.models_report import promote
+    from brain_pipeline.apps.models_report import promote
 
     line = promote(args.version)
     print(
@@ -364,7 +365,7 @@ def _add_service_commands(commands) -> None:
 
 
 def _service(args: argparse.Namespace) -> int:
-    from brain_pipeline.service import ServiceError, run_service
+    from brain_pipeline.apps.service import ServiceError, run_service
 
     try:
         return run_service(Path(args.home), args.host, args.port)
@@ -375,10 +376,10 @@ def _service(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     """A Celery worker (prefork pool: a killed step fails its run instead of vanishing)."""
-    from brain_pipeline.service import with_pg_defaults
+    from brain_pipeline.apps.service import with_pg_defaults
 
     os.environ.update(with_pg_defaults(os.environ))
-    from brain_pipeline.celery_app import app
+    from brain_pipeline.apps.celery_app import app
     from brain_pipeline.defs.executors import TRAINING_QUEUE
 
     queues = args.queue or ["dagster", TRAINING_QUEUE]
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     # Not for `worker`: its pool forks processes that run TensorFlow, which deadlocks in a
     # child forked after TensorFlow ran in the parent.
     if args.command not in ("synth", "service", "worker"):
-        from brain_pipeline.console import quiet_start_up
+        from brain_pipeline.apps.console import quiet_start_up
 
         quiet_start_up()
     try:

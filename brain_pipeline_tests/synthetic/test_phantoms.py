@@ -1,4 +1,4 @@
-"""Tests for brain_pipeline.core.phantoms: layout, determinism, masks and disease signal."""
+"""Tests for brain_pipeline.synthetic.phantoms: layout, determinism, masks and disease signal."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brain_pipeline.core import phantoms as syn
 from brain_pipeline.core.data.lesions import CORE_VALUE, HALO_VALUE, lesion_mask_path
 from brain_pipeline.core.imaging.brain_mask import dilate
+from brain_pipeline.synthetic import phantoms as syn
 
 SMALL = 0.25  # image_scale that keeps every test fast
 PER_LABEL = 5

@@ -10,7 +10,7 @@ import pandas as pd
 def _instance_and_storage():
     import dagster as dg
 
-    from brain_pipeline.console import prepare_home
+    from brain_pipeline.apps.console import prepare_home
     from brain_pipeline.core.locations import default_artifacts_dir, default_data_dir
     from brain_pipeline.defs.resources import PipelineStorage
 

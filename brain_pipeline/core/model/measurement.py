@@ -1,6 +1,7 @@
-"""Shared by the benchmark scripts: raw data -> leakage-free splits -> cached tensors.
+"""Measuring training runs: each phase in a clean process, and time to a validation score.
 
-The same core functions and default settings as the pipeline's assets, without Dagster.
+The benchmarks (benchmarks/train.py, cv.py) and experiments use these to time training
+without one run's memory or TensorFlow state leaking into the next.
 """
 
 from __future__ import annotations
@@ -13,48 +14,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-
-from brain_pipeline.core.data import dedup, splits
-from brain_pipeline.core.data.manifest import build_manifest
-from brain_pipeline.core.data.sources import RawDataConfig, load_raw_data_config
-from brain_pipeline.core.imaging.preprocessing import Preprocessing
-from brain_pipeline.core.model.tensors import tensors_for_rows
-
-
-def prepared_splits(data_dir: Path) -> tuple[RawDataConfig, pd.DataFrame]:
-    """Manifest, balanced index and splits of `data_dir` with the pipeline's defaults."""
-    raw = load_raw_data_config(data_dir)
-    manifest, _ = build_manifest(raw.datasets)
-    index = pipeline_index(manifest, raw.names("training"))
-    return raw, splits.split_index(index, splits.SplitSettings())
-
-
-def pipeline_index(manifest: pd.DataFrame, datasets: list[str], balance: bool = True):
-    """The grouped index `balanced_index` builds of these datasets' manifest rows (the
-    training datasets, in the pipeline), with its default settings (class-balanced unless
-    `balance` is False)."""
-    settings = dedup.IndexSettings()
-    return dedup.build_balanced_index(
-        manifest[manifest["dataset"].isin(datasets)],
-        seed=settings.seed,
-        near_duplicate_cosine=settings.near_duplicate_cosine,
-        resaved_similarity=settings.resaved_similarity,
-        balance=balance,
-    ).index.reset_index(drop=True)
-
-
-def split_tensors(
-    raw: RawDataConfig,
-    table: pd.DataFrame,
-    split: str,
-    preprocessing: Preprocessing,
-    cache_dir: Path,
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Rows of one split, their cached tensors (memory-mapped) and class indices."""
-    frame = splits.split_rows(table, split)
-    tensors, labels = tensors_for_rows(frame, raw.roots, preprocessing, cache_dir)
-    return frame, tensors, labels
 
 
 def in_child(function, *args):
