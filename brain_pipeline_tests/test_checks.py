@@ -333,3 +333,36 @@ def test_shortcut_audit_model_inputs_fails_when_brightness_gives_the_class_away(
     )
     assert evaluation.passed is False
     assert evaluation.metadata["probe_accuracy"].value > 0.9
+
+
+def checks_left_out(module, defs: dg.Definitions) -> set[str]:
+    """The asset checks `module` defines (at module level) that `defs` does not load."""
+    defined = {
+        key.name
+        for value in vars(module).values()
+        if isinstance(value, dg.AssetChecksDefinition)
+        for key in value.check_keys
+    }
+    assert defined, f"{module.__name__} defines no asset check"
+    return defined - {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+
+
+@pytest.fixture(scope="module")
+def embedded_defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    from brain_pipeline.definitions import build_definitions
+
+    return build_definitions(artifacts_dir=tmp_path_factory.mktemp("artifacts"))
+
+
+def test_every_check_defined_is_in_the_definitions(embedded_defs: dg.Definitions) -> None:
+    assert checks_left_out(checks, embedded_defs) == set()
+
+
+def test_a_check_left_out_of_the_definitions_is_noticed(embedded_defs: dg.Definitions) -> None:
+    @dg.asset_check(asset="image_manifest")
+    def forgotten() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    module = type(checks)("with_a_forgotten_check")
+    vars(module).update(vars(checks), forgotten=forgotten)
+    assert checks_left_out(module, embedded_defs) == {"forgotten"}
