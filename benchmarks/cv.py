@@ -35,7 +35,8 @@ longest fold so far) can be continued.
 
 Prints progress, then one JSON object as the last line: the mean and spread (sample standard
 deviation over folds) of each metric, pooled out-of-fold figures with 95% intervals over
-groups, and the leave-one-source-out table.
+groups, per source, and healthy vs Alzheimer within each source holding both (per slice, and
+per subject where file names name subjects), and the leave-one-source-out table.
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def run_fold(args: dict, fold: int) -> dict:
     model.save(work / f"fold_{fold}.keras")  # for later looks at the same folds
     probabilities = predict_probabilities(model, part["test"][0])
     rows = index[test].reset_index(drop=True)
-    predictions = rows[["sha256", "group_id", "dataset", "source_label", "target_class"]].copy()
+    identity = ["sha256", "group_id", "dataset", "source_label", "target_class", "subjects"]
+    predictions = rows[[c for c in identity if c in rows]].copy()
     for position, name in enumerate(TARGET_CLASSES):
         predictions[f"p_{name}"] = probabilities[:, position]
     predictions["probe_class"] = _raw_probe(train_rows, rows)
@@ -453,6 +455,9 @@ def summarise(args: dict, folds: list[dict], sources: dict[str, dict]) -> dict:
             "margin_over_raw_probe": scores["margin_over_raw_probe"],
             "raw_probe_accuracy": scores["raw_probe_accuracy"],
             "ece": scores["ece"],
+            "per_source": scores["per_source"],
+            # Per slice, and per subject where the names give subjects (ADNI's scans).
+            "healthy_vs_alzheimer_by_source": scores["healthy_vs_alzheimer_by_source"],
         }
     summary["leave_one_source_out"] = sources
     return summary

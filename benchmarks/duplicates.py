@@ -116,7 +116,9 @@ def _differences(links: pd.DataFrame, unique: pd.DataFrame, out: Path | None) ->
     """The links between existing images (not the altered copies), by dataset pair and by
     whether they join two classes (a labelling conflict the thumbnail criterion missed)."""
     links = links[(links["first"] < len(unique)) & (links["second"] < len(unique))]
-    first, second = unique.loc[links["first"]], unique.loc[links["second"]]
+    # Positional rows: an image in several links repeats, so nothing may align by index.
+    first = unique.loc[links["first"]].reset_index(drop=True)
+    second = unique.loc[links["second"]].reset_index(drop=True)
     table = pd.DataFrame(
         {
             "first": first["dataset"].str.cat(first["path"], sep="/").to_numpy(),

@@ -19,6 +19,7 @@ import pytest
 
 from brain_pipeline.synthetic.phantoms import synthesize_datasets
 from brain_pipeline_tests.hostile_files import jpeg, write_hostile_dataset
+from brain_pipeline_tests.layouts import write_adni_layout, write_kaggle_3m_layout
 
 # A run that exercises every step in seconds: 48 px, 2 epochs; early stopping watches from
 # the first epoch, so restoring the best weights runs too.
@@ -30,11 +31,14 @@ FAST_RUN = {
         "gradcam_gallery": {"config": {"images_per_gallery": 2}},
     }
 }
-# The three synthetic Kaggle layouts, and three downloads as users have them: one holding
-# every kind of file the ingestion knows (hostile_files.py), one whose folders the class map
-# does not know (wholly unmapped), one with no image at all.
+# The three synthetic Kaggle layouts, two layouts whose names carry subject ids (layouts.py:
+# ADNI slices, the LGG kaggle_3m set with its lesion masks), and three downloads as users have
+# them: one holding every kind of file the ingestion knows (hostile_files.py), one whose
+# folders the class map does not know (wholly unmapped), one with no image at all.
 DATASETS = (
+    "adni_slices",
     "download_extras",
+    "lgg_kaggle_3m",
     "notes_only",
     "synth_alzheimer",
     "synth_navoneel",
@@ -83,9 +87,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three synthetic datasets in Kaggle layouts, 12 images per source label, small images,
-    and the three downloads of DATASETS beside them."""
+    and the other downloads of DATASETS beside them."""
     root = tmp_path_factory.mktemp("raw")
     synthesize_datasets(root, seed=3, images_per_label=12, image_scale=0.3)
+    write_adni_layout(root / "adni_slices")
+    write_kaggle_3m_layout(root / "lgg_kaggle_3m")
     (root / "synth_navoneel" / "no" / "readme.txt").write_text("hello\n")
     write_hostile_dataset(root / "download_extras", outside=tmp_path_factory.mktemp("outside"))
     (root / "notes_only").mkdir()

@@ -35,6 +35,8 @@ EXPECTED_STATUS = {
     "no/labels.csv": "skipped",
     "no/Thumbs.db": "skipped",
     "unlabelled/x.jpg": "ok",  # ok, but unmapped: no folder names a class
+    "nested/yes/good_mask.png": "skipped",  # the lesion mask of good.jpg
+    "nested/yes/stray_mask.png": "skipped",  # a lesion mask with no image beside it
 }
 
 
@@ -68,6 +70,8 @@ def write_hostile_dataset(root: Path, outside: Path) -> None:
 
 def _write_unreadable(yes: Path, no: Path) -> None:
     (yes / "good.jpg").write_bytes(jpeg(1))
+    (yes / "good_mask.png").write_bytes(png(Image.new("L", (40, 48), 255)))
+    (yes / "stray_mask.png").write_bytes(png(Image.new("L", (16, 16), 0)))
     (yes / "empty.jpg").write_bytes(b"")
     (yes / "page.jpg").write_bytes(b"<html><body>404 not found</body></html>")
     (yes / "truncated.jpg").write_bytes(jpeg(2, size=(200, 200))[:600])

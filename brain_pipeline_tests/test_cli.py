@@ -79,6 +79,23 @@ def test_predict_uses_the_champion_and_reports_bad_files(
     assert f"brain-pipeline predict: model {champion} (champion)" in captured.err
 
 
+def test_predict_answers_per_subject_where_names_give_subjects(
+    materialized: MaterializedRun, tiny_data_dir: Path, capsys
+) -> None:
+    slices = sorted((tiny_data_dir / "adni_slices" / "train" / "AD").iterdir())[:5]
+    assert main(["predict", *map(str, slices), "--by-subject"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    per_slice, subjects = lines[:5], lines[5:]
+    assert [line["path"] for line in per_slice] == list(map(str, slices))
+    scans = sorted({path.name.split("_")[0] for path in slices})
+    assert [s["subject"] for s in subjects] == scans and sum(s["n_slices"] for s in subjects) == 5
+    for subject in subjects:
+        assert subject["predicted_class"] in subject["probabilities"]
+        assert 0 < subject["slice_agreement"] <= 1
+    with pytest.raises(SystemExit, match="--group-pattern: .*no \\(\\?P<subject>"):
+        main(["predict", str(slices[0]), "--by-subject", "--group-pattern", "(\\d+)_"])
+
+
 def test_predict_with_only_unreadable_files_reports_each(
     materialized: MaterializedRun, tmp_path: Path, capsys
 ) -> None:

@@ -123,6 +123,26 @@ def test_data_artifacts_are_well_formed(materialized: MaterializedRun) -> None:
     assert {"shortcut_audit_raw_files", "shortcut_audit_model_inputs"} <= set(checks)
 
 
+def test_subjects_named_in_file_names_stay_in_one_split(materialized: MaterializedRun) -> None:
+    """The ADNI-like and kaggle_3m-like downloads: every scan's slices share a group and a
+    split, the masks never become images, and each image records its mask."""
+    manifest = pd.read_parquet(materialized.path("image_manifest"))
+    lgg = manifest[manifest["dataset"] == "lgg_kaggle_3m"]
+    masks = lgg["path"].str.endswith("_mask.png")
+    assert masks.sum() == 6 and set(lgg.loc[masks, "status"]) == {"skipped"}
+    assert lgg.loc[~masks, "lesion_mask"].notna().all()
+    splits = pd.read_parquet(materialized.path("dataset_splits"))
+    named = splits.explode("subjects").dropna(subset=["subjects"])
+    assert {name.split(":")[0] for name in named["subjects"]} == {"adni_slices", "lgg_kaggle_3m"}
+    assert (named.groupby("subjects")["group_id"].nunique() == 1).all()
+    assert (named.groupby("subjects")["split"].nunique() == 1).all()
+    assert not splits["path"].str.endswith("_mask.png").any()
+    metadata = materialized.metadata["balanced_index"]
+    assert metadata["groups_joined_by_subject_ids"].value > 0
+    assert {"adni_slices", "lgg_kaggle_3m"} <= set(metadata["groups_per_source"].value)
+    assert materialized.checks["no_split_leakage"] is True
+
+
 def test_every_kind_of_downloaded_file_goes_through_the_whole_job(
     materialized: MaterializedRun,
 ) -> None:

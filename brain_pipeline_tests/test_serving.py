@@ -62,6 +62,23 @@ def test_predict_answers_each_image_with_the_champion(
         assert result["in_distribution"] is True and result["ood_score"] <= result["ood_threshold"]
 
 
+def test_predict_answers_per_subject_by_a_given_pattern(
+    client: TestClient, tiny_data_dir: Path
+) -> None:
+    slices = sorted((tiny_data_dir / "adni_slices" / "train" / "NC").iterdir())[:4]
+    pattern = r"^(?P<subject>\d+)_\d+\.jpeg$"  # uploads carry bare file names
+    response = client.post("/predict", files=_files(slices), data={"group_pattern": pattern})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["results"]) == 4
+    scans = sorted({path.name.split("_")[0] for path in slices})
+    assert [s["subject"] for s in body["subjects"]] == scans
+    assert sum(s["n_slices"] for s in body["subjects"]) == 4
+    assert "subjects" not in client.post("/predict", files=_files(slices[:1])).json()
+    bad = client.post("/predict", files=_files(slices[:1]), data={"group_pattern": "(unclosed"})
+    assert bad.status_code == 422 and bad.json()["error"] == "bad_group_pattern"
+
+
 def test_a_non_mri_image_is_flagged_and_given_no_class(
     client: TestClient, tiny_data_dir: Path
 ) -> None:

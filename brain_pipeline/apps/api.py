@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from brain_pipeline.core.artifacts import figure_png
+from brain_pipeline.core.data.subjects import compile_group_pattern
 from brain_pipeline.core.serving.batching import MicroBatcher
 from brain_pipeline.core.serving.decoding import (
     InputError,
@@ -31,6 +32,7 @@ from brain_pipeline.core.serving.decoding import (
 )
 from brain_pipeline.core.serving.predictor import Predictor, Prepared
 from brain_pipeline.core.serving.source import ModelSource, model_summary
+from brain_pipeline.core.serving.subjects import per_subject
 
 log = logging.getLogger("brain_pipeline.serve")
 
@@ -196,22 +198,42 @@ async def _decoded(upload: UploadFile, limits: UploadLimits):
         raise
 
 
+def _checked_group_pattern(text: str | None):
+    """The `group_pattern` form field compiled (None: the built-in layouts'); a 422 names
+    what is wrong with a bad one."""
+    if text is None:
+        return None
+    try:
+        return compile_group_pattern(text)
+    except ValueError as exc:
+        raise InputError(422, "bad_group_pattern", str(exc)) from exc
+
+
 def _add_routes(app: FastAPI, state: ServingState, limits: UploadLimits) -> None:
     @app.post("/predict", summary="Classify one or more images (multipart field `files`)")
-    async def predict(files: Annotated[list[UploadFile], File()]) -> dict:
+    async def predict(
+        files: Annotated[list[UploadFile], File()],
+        group_pattern: Annotated[str | None, Form()] = None,
+        by_subject: Annotated[bool, Form()] = False,
+    ) -> dict:
         if len(files) > limits.max_images:
             raise InputError(
                 413, "too_many_images", f"{len(files)} images; at most {limits.max_images}"
             )
+        pattern = _checked_group_pattern(group_pattern)
         images = [await _decoded(upload, limits) for upload in files]
         predictor, answers = await state.classify(images)
-        return {
+        response = {
             "model_version": predictor.version,
             "results": [
                 {"filename": upload.filename, **answer}
                 for upload, answer in zip(files, answers, strict=True)
             ],
         }
+        if by_subject or pattern is not None:
+            names = [upload.filename or "" for upload in files]
+            response["subjects"] = per_subject(names, answers, pattern)
+        return response
 
     @app.post("/explain", summary="Grad-CAM overlay (PNG) or map (JSON) for one image")
     async def explain(

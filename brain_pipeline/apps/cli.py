@@ -97,6 +97,7 @@ def _load_inputs(paths: list[str], predictor):
 
 
 def _predict(args: argparse.Namespace) -> int:
+    pattern = _group_pattern(args.group_pattern) if args.by_subject else None
     predictor = _predictor(args.model, "predict")
     prepared, errors = _load_inputs(args.images, predictor)
     answers = dict(zip(prepared, predictor.run(list(prepared.values())), strict=True))
@@ -106,7 +107,24 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"brain-pipeline predict: {path}: {errors[path]}", file=sys.stderr)
         else:
             print(json.dumps({"path": path, **answers[path]}))
+    if args.by_subject:
+        from brain_pipeline.core.serving.subjects import per_subject
+
+        for record in per_subject(list(answers), list(answers.values()), pattern):
+            print(json.dumps(record))
     return 1 if errors else 0
+
+
+def _group_pattern(text: str | None):
+    """The --group-pattern regex compiled, or the built-in layouts' (None); exits on a bad one."""
+    from brain_pipeline.core.data.subjects import compile_group_pattern
+
+    if text is None:
+        return None
+    try:
+        return compile_group_pattern(text)
+    except ValueError as exc:
+        raise SystemExit(f"brain-pipeline predict: --group-pattern: {exc}") from exc
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -228,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify images; one JSON object per image")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--model", help=".keras file (default: the champion model)")
+    predict.add_argument(
+        "--by-subject",
+        action="store_true",
+        help="also one JSON object per subject: the mean over its slices, with their agreement",
+    )
+    predict.add_argument(
+        "--group-pattern",
+        metavar="REGEX",
+        help="reads the subject from a path: a (?P<subject>...) group (default: the ADNI "
+        "<scan>_<slice> and LGG TCGA_<inst>_<patient>_<date>/ layouts)",
+    )
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="predicted class and a Grad-CAM overlay")

@@ -90,7 +90,8 @@ def min_images_per_class(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 
 @dg.asset_check(
     asset="dataset_splits",
-    description="No exact copy, near-duplicate group or near-duplicate image across splits",
+    description="No exact copy, near-duplicate group, named subject or near-duplicate image "
+    "across splits",
     # Blocking: test figures of leaky splits are not evidence; nothing downstream runs, and
     # no model trained on such splits can become the champion (defs/models.py).
     blocking=True,

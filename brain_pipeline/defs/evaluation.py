@@ -20,7 +20,7 @@ from brain_pipeline.defs.training import trained_model
 @dg.asset(
     deps=[trained_model, dataset_splits, "image_manifest"],
     group_name="model",
-    code_version="4",
+    code_version="5",
     kinds={"scikitlearn"},
 )
 def model_evaluation(
@@ -55,6 +55,12 @@ def model_evaluation(
     return step.result(_metadata(step, metrics) | {"path": dg.MetadataValue.path(str(path))})
 
 
+def _by_source(results: dict[str, dict]) -> dg.MetadataValue | str:
+    if not results:
+        return "no test dataset holds both healthy and Alzheimer images"
+    return markdown_table(pd.DataFrame(results).T)
+
+
 def _metadata(step: ArtifactStep, metrics: dict) -> dict:
     audit = metrics["shortcut_audit"]
     return {
@@ -81,6 +87,7 @@ def _metadata(step: ArtifactStep, metrics: dict) -> dict:
             pd.DataFrame(metrics["classification_report"]).T.round(3)
         ),
         "per_dataset": markdown_table(pd.DataFrame(metrics["per_dataset"]).T.round(3)),
+        "healthy_vs_alzheimer_by_source": _by_source(metrics["healthy_vs_alzheimer_by_dataset"]),
         "raw_file_probe_accuracy": audit["raw_files"]["accuracy"],
         "tensor_probe_accuracy": audit["model_inputs"]["accuracy"],
         "margin_over_raw_file_probe": audit["held_out"]["margin_over_raw_file_probe"],

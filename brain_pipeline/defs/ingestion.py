@@ -67,7 +67,7 @@ def dataset_manifest_asset(dataset: str) -> dg.AssetsDefinition:
         key=manifest_key(dataset),
         deps=[dg.AssetKey(["raw", dataset])],
         group_name="data",
-        code_version="3",
+        code_version="4",
         kinds={"pandas", "parquet"},
         description=f"Every file of the raw dataset {dataset}: hash, class, format, status.",
     )
@@ -95,7 +95,11 @@ def dataset_manifest(
     step = ArtifactStep(
         context,
         storage,
-        config={"root": str(spec.root), "class_map": dict(sorted(spec.class_map.items()))},
+        config={
+            "root": str(spec.root),
+            "class_map": dict(sorted(spec.class_map.items())),
+            "group_pattern": spec.group_pattern.pattern if spec.group_pattern else None,
+        },
         upstream_versions=fingerprint,
         carbon=carbon,
     )
@@ -127,7 +131,7 @@ def image_manifest_asset(datasets: list[str]) -> dg.AssetsDefinition:
     parts = [manifest_key(name) for name in datasets]
 
     @dg.asset(
-        name="image_manifest", deps=parts, group_name="data", code_version="4", kinds={"parquet"}
+        name="image_manifest", deps=parts, group_name="data", code_version="5", kinds={"parquet"}
     )
     def _combined(
         context: dg.AssetExecutionContext, storage: PipelineStorage
@@ -169,12 +173,12 @@ def image_manifest(
         },
         # Downstream reads the rows, not the run that combined them.
         content_version=content_version(
-            table, ["dataset", "path", "sha256", "status", "target_class"]
+            table, ["dataset", "path", "sha256", "status", "target_class", "subject"]
         ),
     )
 
 
-@dg.asset(deps=["image_manifest"], group_name="data", code_version="4", kinds={"pandas", "parquet"})
+@dg.asset(deps=["image_manifest"], group_name="data", code_version="5", kinds={"pandas", "parquet"})
 def balanced_index(
     context: dg.AssetExecutionContext, config: IndexConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:
@@ -257,6 +261,12 @@ def _index_metadata(step, manifest, index, report, roots, seed) -> dict:
         "n_exact_duplicate_files": report.n_exact_duplicate_files,
         "n_label_conflicts": report.n_conflicting_contents,
         "n_near_duplicate_groups": report.n_near_duplicate_groups,
+        # Joins: how many images image content put in a group with another, how many groups
+        # the subject ids in file names merged on top.
+        "groups_joined_by_content": report.n_unique_contents - report.n_content_groups,
+        "groups_joined_by_subject_ids": report.n_subject_joins,
+        "n_named_subjects": report.n_subjects,
+        "groups_per_source": dg.MetadataValue.json(report.groups_per_dataset),
         "largest_group_size": report.largest_group_size,
         "group_size_distribution": dg.MetadataValue.json(report.group_size_distribution),
         "largest_groups": markdown_table(reports.largest_groups(index)),

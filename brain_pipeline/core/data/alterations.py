@@ -56,6 +56,8 @@ def alterations(rng: np.random.Generator) -> dict[str, Alteration]:
         "zoom_out_15": lambda im: zoom_out(im, 0.15),
         "resize_0.5": lambda im: im.resize((im.width // 2, im.height // 2)),
         "resize_1.5": lambda im: im.resize((im.width * 3 // 2, im.height * 3 // 2)),
+        # Another aspect ratio: one axis squeezed, as a copy cropped and resized unevenly.
+        "stretch_0.8": lambda im: im.resize((im.width * 4 // 5, im.height)),
         "jpeg_40": lambda im: jpeg(im, 40),
         "combined": lambda im: jpeg(crop(gamma(im, 1.3), 0.15, rng), 60),
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +42,13 @@ class IndexReport:
     group_size_distribution: dict[str, int]  # group size -> number of groups, all unique contents
     counts_before_balancing: dict[str, int]
     counts_after_balancing: dict[str, int]
+    # Groups by image content alone (thumbnails, re-saved copies), before subject ids joined
+    # them; the joins the ids made (before the kept rows' search for re-saved copies); the
+    # subjects named; groups per dataset, all contents.
+    n_content_groups: int = 0
+    n_subject_joins: int = 0
+    n_subjects: int = 0
+    groups_per_dataset: dict[str, int] = field(default_factory=dict)
 
 
 def collapse_exact_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,10 +59,17 @@ def collapse_exact_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     """
     usable = manifest[(manifest["status"] == "ok") & manifest["target_class"].notna()].copy()
     usable["source"] = usable["dataset"] + "/" + usable["path"]
+    # A subject id means something within its dataset only.
+    subjects = usable["subject"] if "subject" in usable else [None] * len(usable)
+    usable["_subject"] = [
+        f"{dataset}:{subject}" if isinstance(subject, str) and subject else None
+        for dataset, subject in zip(usable["dataset"], subjects, strict=True)
+    ]
     usable = usable.sort_values(["sha256", "dataset", "path"])
     grouped = usable.groupby("sha256", sort=True)
-    first = grouped.first()
+    first = grouped.first().drop(columns="_subject")
     first["sources"] = grouped["source"].agg(list)
+    first["subjects"] = grouped["_subject"].agg(lambda names: sorted(set(names.dropna())))
     first["source_labels"] = grouped["source_label"].agg(list)
     first["n_copies"] = grouped.size()
     first["n_target_classes"] = grouped["target_class"].nunique()
@@ -149,10 +163,24 @@ def assign_group_ids(
         )
         sha = labelled["sha256"].to_numpy()
         links = links.assign(first=sha[links["first"]], second=sha[links["second"]])
-    labelled["_component"] = components
+    labelled["_content_group"] = components
+    labelled["_component"] = join_subjects(components, labelled["subjects"])
+    labelled["_subject_group"] = labelled["_component"]
     smallest_hash = labelled.groupby("_component")["sha256"].transform("min")
     labelled["group_id"] = "g" + smallest_hash.str[:16]
     return labelled.drop(columns="_component"), links, index, update
+
+
+def join_subjects(components: np.ndarray, subjects: pd.Series) -> np.ndarray:
+    """Components merged so that every image of one subject shares one (`subjects`: the
+    dataset-qualified subject ids of each row's copies, often none)."""
+    first_of_component: dict[int, int] = {}
+    first_of_subject: dict[str, int] = {}
+    pairs = []
+    for row, (component, names) in enumerate(zip(components, subjects, strict=True)):
+        pairs.append((row, first_of_component.setdefault(int(component), row)))
+        pairs.extend((row, first_of_subject.setdefault(name, row)) for name in names)
+    return neighbours.components(len(components), np.asarray(pairs, dtype=np.int64))
 
 
 def balance_classes(unique: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -246,8 +274,16 @@ def build_balanced_index(
         },
         counts_before_balancing=_class_counts(grouped),
         counts_after_balancing=_class_counts(index),
+        n_content_groups=int(grouped["_content_group"].nunique()),
+        n_subject_joins=int(grouped["_content_group"].nunique())
+        - int(grouped["_subject_group"].nunique()),
+        n_subjects=len({name for names in grouped["subjects"] for name in names}),
+        groups_per_dataset={
+            str(k): int(v) for k, v in grouped.groupby("dataset")["group_id"].nunique().items()
+        },
     )
-    drop = [c for c in (*_FEATURE_COLUMNS, "_thumbnail_group") if c in grouped.columns]
+    helpers = (*_FEATURE_COLUMNS, "_thumbnail_group", "_content_group", "_subject_group")
+    drop = [c for c in helpers if c in grouped.columns]
     conflicts = conflicting.drop(columns=[c for c in _FEATURE_COLUMNS if c in conflicting])
     return BalancedIndex(
         index.drop(columns=drop), conflicts, report, links, neighbour_index, update

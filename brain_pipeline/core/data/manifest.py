@@ -1,9 +1,10 @@
 """The image manifest: one row for every file seen in every raw dataset.
 
 A row says what the file is (content hash, format, size, mode), which class its folder maps
-to, and whether it can be used (`status` ok / rejected / skipped, with a `reason`). Nothing
-is dropped silently: a file that cannot be read is a `rejected` row, a file that is not an
-image at all is a `skipped` row.
+to, whose scan it is (`subject`, where the path says) and its lesion mask (`lesion_mask`,
+where one lies beside it), and whether it can be used (`status` ok / rejected / skipped, with
+a `reason`). Nothing is dropped silently: a file that cannot be read is a `rejected` row, a
+file that is not an image at all, or a lesion mask, is a `skipped` row.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image, ImageOps
 
+from brain_pipeline.core.data import subjects
 from brain_pipeline.core.data.resaved import local_features
 from brain_pipeline.core.data.sources import (
     IMAGE_SUFFIXES,
@@ -45,6 +47,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("path", _TEXT),
         ("source_label", _TEXT),
         ("target_class", _TEXT),
+        ("subject", _TEXT),
+        ("lesion_mask", _TEXT),
         ("sha256", _TEXT),
         ("format", _TEXT),
         ("width", _INT),
@@ -61,6 +65,8 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_COLUMNS = list(MANIFEST_SCHEMA.names)
+# Read from the path and the dataset's settings on every scan, never reused from an old one.
+PATH_FACTS = ("source_label", "target_class", "subject", "lesion_mask")
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,8 @@ def grayscale_thumbnail(image: Image.Image) -> bytes:
     return np.asarray(small, dtype=np.uint8).tobytes()
 
 
-def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
+def _manifest_row(spec: DatasetSpec, relative: str, mask_for: str | None = None) -> dict:
+    """The row of one file; `mask_for` is set (to its image, or "") where it is a lesion mask."""
     full_path = spec.root / relative
     stat = full_path.stat()
     row = {
@@ -138,6 +145,8 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
         "path": display_path(relative),
         "source_label": None,
         "target_class": None,
+        "subject": None,
+        "lesion_mask": None,
         "sha256": None,
         "format": None,
         "width": None,
@@ -154,6 +163,10 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
     }
     if Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
         row.update(status="skipped", reason=f"not an image file ({Path(relative).name})")
+        return row
+    if mask_for is not None:
+        whose = f"of {display_path(mask_for)}" if mask_for else "with no image beside it"
+        row.update(status="skipped", reason=f"lesion mask {whose}")
         return row
     data = full_path.read_bytes()
     row["sha256"] = hashlib.sha256(data).hexdigest()
@@ -175,11 +188,18 @@ def _manifest_row(spec: DatasetSpec, relative: str) -> dict:
     return row
 
 
-def with_labels(row: dict, spec: DatasetSpec, relative: str) -> dict:
-    """Set the label columns from the current class map (never reused from an old scan)."""
+def with_labels(row: dict, spec: DatasetSpec, relative: str, mask: str | None = None) -> dict:
+    """Set the path facts (PATH_FACTS) from today's settings: the class map, the dataset's
+    subject pattern, the lesion mask beside the image (never reused from an old scan)."""
     label = source_label(relative, spec.class_map)
     target = spec.class_map.get(label) if label else None
-    row = {**row, "source_label": label, "target_class": target or None}
+    row = {
+        **row,
+        "source_label": label,
+        "target_class": target or None,
+        "subject": subjects.subject_of(display_path(relative), spec.group_pattern),
+        "lesion_mask": display_path(mask) if mask else None,
+    }
     if row["status"] == "ok":
         if label is None:
             row["reason"] = "unmapped: no folder in its path names a known class"
@@ -205,23 +225,27 @@ def build_manifest(
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     reusable = _reusable_rows(previous)
     rows: list[dict | None] = []
-    to_decode: list[tuple[int, DatasetSpec, str]] = []
+    to_decode: list[tuple[int, DatasetSpec, str, str | None, str | None]] = []
     for spec in datasets:
-        for relative in iter_dataset_files(spec.root):
+        files = list(iter_dataset_files(spec.root))
+        mask_of, image_of = subjects.masks_beside_images(files, IMAGE_SUFFIXES)
+        for relative in files:
+            # A mask's row is never reused: an old scan may have taken it for an image.
+            mask_for = (image_of[relative] or "") if relative in image_of else None
             stat = (spec.root / relative).stat()
             key = (spec.name, display_path(relative), stat.st_size, stat.st_mtime_ns)
-            if key in reusable:
+            if key in reusable and mask_for is None:
                 # Decoded facts are reused; labels follow the class map of today.
-                rows.append(with_labels(reusable[key], spec, relative))
+                rows.append(with_labels(reusable[key], spec, relative, mask_of.get(relative)))
             else:
-                to_decode.append((len(rows), spec, relative))
+                to_decode.append((len(rows), spec, relative, mask_for, mask_of.get(relative)))
                 rows.append(None)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(
-            lambda job: with_labels(_manifest_row(job[1], job[2]), job[1], job[2]), to_decode
+            lambda job: with_labels(_manifest_row(*job[1:4]), job[1], job[2], job[4]), to_decode
         )
-        for done, ((position, _, _), row) in enumerate(zip(to_decode, results, strict=True), 1):
-            rows[position] = row
+        for done, (job, row) in enumerate(zip(to_decode, results, strict=True), 1):
+            rows[job[0]] = row
             if progress and (done % 500 == 0 or done == len(to_decode)):
                 progress(done, len(to_decode))
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -231,9 +255,12 @@ def build_manifest(
 
 
 def _reusable_rows(previous: pd.DataFrame | None) -> dict[tuple, dict]:
-    if previous is None or previous.empty or not set(MANIFEST_COLUMNS) <= set(previous.columns):
-        return {}  # nothing to reuse, or a manifest from before a column was added
-    records = previous[MANIFEST_COLUMNS].to_dict("records")
+    """The decoded facts of an earlier scan, by (dataset, path, size, mtime); the path facts
+    are set again, so a manifest from before one of them existed is reused too."""
+    decoded = [column for column in MANIFEST_COLUMNS if column not in PATH_FACTS]
+    if previous is None or previous.empty or not set(decoded) <= set(previous.columns):
+        return {}  # nothing to reuse, or a manifest from before a decoded column was added
+    records = previous[decoded].to_dict("records")
     return {(r["dataset"], r["path"], r["bytes"], r["mtime_ns"]): r for r in records}
 
 

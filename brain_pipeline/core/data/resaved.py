@@ -12,7 +12,8 @@ is the classic copy-detection recipe, on well-kept libraries:
    descriptors in other images are votes for that pair of images; pairs with enough votes are
    candidates, strongest first.
 3. **Verification**: RANSAC fits one similarity transform (scale, rotation, shift) to the
-   pair's matched keypoints; the first image's 64 px detail thumbnail is warped onto the
+   pair's matched keypoints (or, where that fails, an axis-aligned stretch: a copy resized
+   to another aspect ratio); the first image's 64 px detail thumbnail is warped onto the
    second's and their rank correlation (Spearman) over the overlap must reach the threshold.
    Different subjects of a registered, skull-stripped set line up too, but their detail does
    not: measured on the shared Alzheimer slices, no such pair reached 0.88, while altered
@@ -48,6 +49,7 @@ MAX_HAMMING = 48  # of 256 bits: a descriptor match
 MIN_VOTES = 6  # matched descriptors for a pair of images to be a candidate
 MIN_INLIERS = 10  # keypoints the fitted transform must explain for a pair to be a copy
 NEIGHBOURS = 5  # nearest descriptors looked up per descriptor
+MAX_SHEAR = 0.05  # off-diagonal terms an aspect-ratio resize may show (fit noise)
 _FLAT_SEARCH_BELOW = 20_000  # descriptors; an exact search is cheap below this
 
 
@@ -189,15 +191,37 @@ def aligned_similarity(a: LocalFeatures, b: LocalFeatures, transform: np.ndarray
 def verify(
     a: LocalFeatures, b: LocalFeatures, points_a: np.ndarray, points_b: np.ndarray
 ) -> tuple[int, float]:
-    """(RANSAC inliers, aligned similarity) for matched keypoints a -> b; (0, 0.0) if no fit."""
+    """(RANSAC inliers, aligned similarity) for matched keypoints a -> b; (0, 0.0) if no fit.
+
+    The fit is a similarity transform (scale, rotation, shift). Where that aligns enough
+    keypoints but not the detail, the copy may have been resized to another aspect ratio
+    (one axis scaled more than the other), which a similarity transform cannot express: an
+    axis-aligned stretch is then fitted too, and the better of the two counts."""
     if len(points_a) < MIN_VOTES:
         return 0, 0.0
-    transform, inliers = cv2.estimateAffinePartial2D(
-        points_a, points_b, method=cv2.RANSAC, ransacReprojThreshold=3.0
-    )
+    inliers, similarity = _fit(a, b, points_a, points_b, cv2.estimateAffinePartial2D)
+    if inliers >= MIN_INLIERS and similarity < DEFAULT_RESAVED_SIMILARITY:
+        stretched = _fit(a, b, points_a, points_b, cv2.estimateAffine2D, stretch_only=True)
+        if stretched[1] > similarity:
+            return stretched
+    return inliers, similarity
+
+
+def _fit(a, b, points_a, points_b, estimate, stretch_only: bool = False) -> tuple[int, float]:
+    transform, inliers = estimate(points_a, points_b, method=cv2.RANSAC, ransacReprojThreshold=3.0)
     if transform is None or int(inliers.sum()) < MIN_VOTES:
         return 0 if inliers is None else int(inliers.sum()), 0.0
+    if stretch_only and not _is_axis_stretch(transform[:, :2]):
+        return int(inliers.sum()), 0.0
     return int(inliers.sum()), aligned_similarity(a, b, transform)
+
+
+def _is_axis_stretch(linear: np.ndarray) -> bool:
+    """A resize to another aspect ratio: no rotation or shear, positive scales within 2x."""
+    scale_x, scale_y = linear[0, 0], linear[1, 1]
+    if min(scale_x, scale_y) <= 0 or max(abs(linear[0, 1]), abs(linear[1, 0])) > MAX_SHEAR:
+        return False
+    return 0.5 <= scale_x / scale_y <= 2.0
 
 
 def verify_pair(a: LocalFeatures, b: LocalFeatures) -> tuple[int, float]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from brain_pipeline.core.classes import ALZHEIMER, HEALTHY, TARGET_CLASSES, TUMOR
+from brain_pipeline.core.data import subjects
 
 # The original study's mapping, extended to the other common Kaggle layouts.
 DEFAULT_CLASS_MAP: dict[str, str] = {
@@ -40,6 +42,11 @@ DEFAULT_CLASS_MAP: dict[str, str] = {
     "meningioma": TUMOR,
     "pituitary": TUMOR,
     "notumor": HEALTHY,
+    # ADNI AD/NC slice exports
+    "AD": ALZHEIMER,
+    "NC": HEALTHY,
+    # LGG segmentation (Buda et al.): every kaggle_3m slice shows a tumour
+    "kaggle_3m": TUMOR,
 }
 
 # Folder labels of the Alzheimer source, healthy ones included: healthy vs Alzheimer within
@@ -68,6 +75,8 @@ class DatasetSpec:
     root: Path
     class_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASS_MAP))
     role: str = "training"
+    # Finds the subject id in a file's path (subjects.py); None: the built-in layouts'.
+    group_pattern: re.Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ DATASET_KEYS = {
     "path": "the dataset's folder, relative to the raw-data root",
     "role": f"one of {', '.join(ROLES)}",
     "class_map": "folder name -> class for this dataset, over the top-level class_map",
+    "group_pattern": "a regex whose (?P<subject>...) group reads the subject id from a path",
 }
 
 
@@ -166,7 +176,19 @@ def _dataset_spec(
             f"{config_path}: dataset {name!r} has role {role!r}; use one of {', '.join(ROLES)}"
         )
     own_map = _class_map(config_path, table, f"datasets.{name}.class_map", dict(class_map))
-    return DatasetSpec(name=_asset_safe_name(name), root=root, class_map=own_map, role=role)
+    pattern = None
+    if "group_pattern" in table:
+        try:
+            pattern = subjects.compile_group_pattern(table["group_pattern"])
+        except ValueError as exc:
+            raise DatasetConfigError(f"{config_path}: dataset {name!r}: {exc}") from exc
+    return DatasetSpec(
+        name=_asset_safe_name(name),
+        root=root,
+        class_map=own_map,
+        role=role,
+        group_pattern=pattern,
+    )
 
 
 def _class_map(config_path: Path, table: dict, where: str, base: dict[str, str]) -> dict[str, str]:

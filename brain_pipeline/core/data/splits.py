@@ -174,12 +174,20 @@ def keep_previous_assignment(
 
 
 def leakage_report(splits: pd.DataFrame) -> dict[str, int]:
-    """How many contents / groups appear in more than one split (both must be 0)."""
+    """How many contents / groups / named subjects appear in more than one split (all must
+    be 0)."""
     contents = splits.groupby("sha256")["split"].nunique()
     groups = splits.groupby("group_id")["split"].nunique()
+    named = (
+        splits[["subjects", "split"]].explode("subjects").dropna()
+        if "subjects" in splits
+        else pd.DataFrame(columns=["subjects", "split"])
+    )
+    subjects = named.groupby("subjects")["split"].nunique()
     return {
         "contents_in_several_splits": int((contents > 1).sum()),
         "groups_in_several_splits": int((groups > 1).sum()),
+        "subjects_in_several_splits": int((subjects > 1).sum()),
     }
 
 

@@ -44,4 +44,5 @@ def held_out_scores(predictions: pd.DataFrame) -> dict:
         "n_test_groups": metrics["intervals"]["n_groups"],
         "intervals": metrics["intervals"]["metrics"],
         "per_source": metrics["per_dataset"],
+        "healthy_vs_alzheimer_by_source": metrics["healthy_vs_alzheimer_by_dataset"],
     }

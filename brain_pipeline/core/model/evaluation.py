@@ -153,6 +153,40 @@ def within_source_healthy_vs_alzheimer(
     return {"n_images": int(inside.sum()), "accuracy": float((truth == said_alzheimer).mean())}
 
 
+def healthy_vs_alzheimer_by_dataset(
+    test: pd.DataFrame, probabilities: np.ndarray, class_names: Sequence[str]
+) -> dict[str, dict]:
+    """Healthy vs Alzheimer within each dataset that holds both (one source, no source cue):
+    per slice, and per subject where the file names give subjects (a subject's answer is the
+    mean over its slices of P(Alzheimer) - P(healthy))."""
+    alzheimer, healthy = class_names.index(ALZHEIMER), class_names.index(HEALTHY)
+    margin = probabilities[:, alzheimer] - probabilities[:, healthy]
+    targets = test["target_class"].to_numpy()
+    subjects = (
+        [names[0] if len(names) else None for names in test["subjects"]]
+        if "subjects" in test
+        else [None] * len(test)
+    )
+    frame = pd.DataFrame(
+        {"dataset": test["dataset"].to_numpy(), "truth": targets == ALZHEIMER, "margin": margin}
+    ).assign(subject=subjects)[np.isin(targets, [HEALTHY, ALZHEIMER])]
+    result = {}
+    for dataset, rows in frame.groupby("dataset"):
+        if rows["truth"].nunique() < 2:
+            continue  # one of the two classes only: no within-source question
+        named = rows.dropna(subset=["subject"]).groupby("subject")
+        per_subject = named.agg(truth=("truth", "first"), margin=("margin", "mean"))
+        result[str(dataset)] = {
+            "n_images": int(len(rows)),
+            "accuracy": float(((rows["margin"] > 0) == rows["truth"]).mean()),
+            "n_subjects": int(len(per_subject)),
+            "subject_accuracy": float(((per_subject["margin"] > 0) == per_subject["truth"]).mean())
+            if len(per_subject)
+            else None,
+        }
+    return result
+
+
 def held_out_metrics(
     test: pd.DataFrame,
     labels: np.ndarray,
@@ -168,6 +202,9 @@ def held_out_metrics(
     )
     metrics["within_source_healthy_vs_alzheimer"] = within_source_healthy_vs_alzheimer(
         test["source_label"], test["target_class"], probabilities, class_names
+    )
+    metrics["healthy_vs_alzheimer_by_dataset"] = healthy_vs_alzheimer_by_dataset(
+        test, probabilities, class_names
     )
     groups = test["group_id"] if "group_id" in test else test["sha256"]
     metrics["intervals"] = group_bootstrap_intervals(

@@ -16,7 +16,13 @@ from brain_pipeline.core.data.dedup import (
     near_duplicate_groups,
     thumbnail_matrix,
 )
-from brain_pipeline.core.data.splits import assign_splits, leakage_report, split_rows
+from brain_pipeline.core.data.splits import (
+    SplitSettings,
+    assign_splits,
+    leakage_report,
+    split_index,
+    split_rows,
+)
 
 
 def _thumb(seed: int, noise: float = 0.0, base_seed: int | None = None) -> bytes:
@@ -126,7 +132,11 @@ def test_no_group_spans_two_splits(sizes, salt) -> None:
         for i in range(size)
     ]
     table = assign_splits(pd.DataFrame(rows), salt=salt)
-    assert leakage_report(table) == {"contents_in_several_splits": 0, "groups_in_several_splits": 0}
+    assert leakage_report(table) == {
+        "contents_in_several_splits": 0,
+        "groups_in_several_splits": 0,
+        "subjects_in_several_splits": 0,
+    }
 
 
 def test_split_fractions_are_close_per_class_on_many_groups() -> None:
@@ -262,3 +272,35 @@ def test_split_rows_keeps_table_order_and_names_unknown_splits() -> None:
     assert rows["sha256"].tolist() == ["a", "c"] and rows.index.tolist() == [0, 1]
     with pytest.raises(ValueError, match="'holdout' is not one of"):
         split_rows(table, "holdout")
+
+
+def test_images_of_one_subject_share_a_group_within_their_dataset_only() -> None:
+    def scan(path: str, subject: str | None, seed: int, dataset: str = "adni") -> dict:
+        target = "alzheimer_brain" if path.startswith("AD") else "healthy_brain"
+        return _row(path, target, f"{dataset}/{path}", _thumb(seed), dataset) | {"subject": subject}
+
+    manifest = pd.DataFrame(
+        [
+            scan("AD/s1_0.jpeg", "s1", 1),
+            scan("AD/s1_4.jpeg", "s1", 2),
+            scan("AD/s1_8.jpeg", "s1", 3),
+            scan("NC/s2_0.jpeg", "s2", 4),
+            scan("NC/s2_4.jpeg", "s2", 5),
+            scan("NC/s1_0.jpeg", "s1", 6, dataset="other"),  # the same id elsewhere: another person
+            scan("NC/loose.jpeg", None, 7, dataset="other"),
+        ]
+    )
+    settings = IndexSettings(detect_resaved_copies=False, balance_classes=False)
+    index, _, report, *_ = build_balanced_index(manifest, settings)
+    groups = index.set_index("path")["group_id"]
+    assert groups[["AD/s1_0.jpeg", "AD/s1_4.jpeg", "AD/s1_8.jpeg"]].nunique() == 1
+    assert groups[["NC/s2_0.jpeg", "NC/s2_4.jpeg"]].nunique() == 1
+    assert index["group_id"].nunique() == 4  # s1, s2, other's s1, the loose image
+    assert (report.n_content_groups, report.n_subject_joins, report.n_subjects) == (7, 3, 3)
+    assert report.groups_per_dataset == {"adni": 2, "other": 2}
+    assert index.set_index("path").loc["AD/s1_4.jpeg", "subjects"] == ["adni:s1"]
+    # The splits keep a subject whole; a subject split by hand is caught.
+    table = split_index(index, SplitSettings(val_fraction=0.3, test_fraction=0.3))
+    assert leakage_report(table)["subjects_in_several_splits"] == 0
+    torn = table.assign(group_id=table["sha256"], split=["train", "test"] * 3 + ["val"])
+    assert leakage_report(torn)["subjects_in_several_splits"] >= 1

@@ -11,6 +11,7 @@ from PIL import Image
 from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
 from brain_pipeline.core.data.sources import DatasetSpec
 from brain_pipeline_tests.hostile_files import EXPECTED_STATUS, jpeg, png, write_hostile_dataset
+from brain_pipeline_tests.layouts import write_adni_layout, write_kaggle_3m_layout
 
 
 @pytest.fixture()
@@ -23,6 +24,7 @@ def test_every_file_is_a_row_with_status_and_reason(hostile_dataset: DatasetSpec
     manifest, decoded = build_manifest([hostile_dataset])
     rows = manifest.set_index("path")
     assert decoded == len(manifest)
+    assert manifest["subject"].isna().all()  # no name here carries a subject id
     assert "link_outside.jpg" not in " ".join(manifest["path"])  # never leaves the root
     assert {path: rows.loc[path, "status"] for path in EXPECTED_STATUS} == EXPECTED_STATUS
     assert rows.loc["nested/yes/good.jpg", "target_class"] == "tumor_brain"
@@ -42,7 +44,10 @@ def test_every_file_is_a_row_with_status_and_reason(hostile_dataset: DatasetSpec
     assert pd.isna(rows.loc["unlabelled/x.jpg", "target_class"])
     summary = manifest_summary(manifest)
     assert summary["n_rejected"] == 4
-    assert summary["n_skipped"] == 5
+    assert summary["n_skipped"] == 7  # five non-images, two lesion masks
+    assert rows.loc["nested/yes/good.jpg", "lesion_mask"] == "nested/yes/good_mask.png"
+    assert rows.loc["nested/yes/good_mask.png", "reason"] == "lesion mask of nested/yes/good.jpg"
+    assert rows.loc["nested/yes/stray_mask.png", "reason"] == "lesion mask with no image beside it"
     assert summary["unmapped_folders"] == ["hostile/unlabelled"]
 
 
@@ -99,3 +104,39 @@ def test_reused_rows_follow_a_changed_class_map(tmp_path: Path) -> None:
     assert decoded == 0  # nothing decoded again...
     assert pd.isna(second.loc[0, "target_class"])  # ...but the label is today's
     assert "ignored by the class map" in second.loc[0, "reason"]
+
+
+def test_lesion_masks_are_recorded_with_their_image_never_as_images(tmp_path: Path) -> None:
+    patients = write_kaggle_3m_layout(tmp_path / "lgg")
+    manifest, _ = build_manifest([DatasetSpec("lgg", tmp_path / "lgg")])
+    masks = manifest[manifest["path"].str.endswith("_mask.png")]
+    images = manifest[~manifest.index.isin(masks.index)]
+    assert len(masks) == len(images) == 6
+    assert set(masks["status"]) == {"skipped"} and masks["sha256"].isna().all()
+    assert all(reason.startswith("lesion mask of kaggle_3m/") for reason in masks["reason"])
+    assert set(images["status"]) == {"ok"} and set(images["target_class"]) == {"tumor_brain"}
+    assert list(images["lesion_mask"]) == [p.replace(".png", "_mask.png") for p in images["path"]]
+    assert set(images["subject"]) == set(patients)
+
+
+def test_the_adni_layout_maps_both_classes_and_names_each_scan(tmp_path: Path) -> None:
+    scans = write_adni_layout(tmp_path / "adni")
+    manifest, _ = build_manifest([DatasetSpec("adni", tmp_path / "adni")])
+    assert set(manifest["status"]) == {"ok"} and manifest["lesion_mask"].isna().all()
+    by_label = manifest.groupby("source_label")["target_class"].unique()
+    assert list(by_label["AD"]) == ["alzheimer_brain"] and list(by_label["NC"]) == ["healthy_brain"]
+    assert sorted(manifest["subject"].unique()) == sorted(scans)
+    assert (manifest.groupby("subject").size() == 3).all()
+
+
+def test_a_mask_an_old_scan_took_for_an_image_is_not_reused_as_one(tmp_path: Path) -> None:
+    write_kaggle_3m_layout(tmp_path / "lgg", patients=1, slices=1)
+    spec = DatasetSpec("lgg", tmp_path / "lgg")
+    first, _ = build_manifest([spec])
+    old = first.drop(columns=["subject", "lesion_mask"]).assign(status="ok", reason="")
+    again, decoded = build_manifest([spec], previous=old)
+    assert decoded == 1  # the mask's row, made again; the image's decoded facts are reused
+    mask = again[again["path"].str.endswith("_mask.png")].iloc[0]
+    assert mask["status"] == "skipped" and mask["reason"].startswith("lesion mask of")
+    image = again[~again["path"].str.endswith("_mask.png")].iloc[0]
+    assert image["lesion_mask"] == mask["path"] and image["subject"] == "TCGA_CS_4940"

@@ -11,6 +11,7 @@ from brain_pipeline.core.data.sources import (
     load_raw_data_config,
     source_label,
 )
+from brain_pipeline.core.data.subjects import subject_of
 
 
 def test_label_comes_from_the_deepest_known_folder() -> None:
@@ -60,19 +61,19 @@ def test_fingerprint_changes_when_a_file_is_added(tmp_path: Path) -> None:
 
 
 def test_a_dataset_table_may_carry_its_own_class_map(tmp_path: Path) -> None:
-    for folder in ("adni/AD", "other/AD"):
+    for folder in ("cohort/dementia", "other/dementia"):
         (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "datasets.toml").write_text(
         '[class_map]\nweird = "tumor_brain"\n'
-        '[datasets.adni]\npath = "adni"\n'
-        '[datasets.adni.class_map]\nAD = "alzheimer_brain"\nweird = ""\n'
+        '[datasets.cohort]\npath = "cohort"\n'
+        '[datasets.cohort.class_map]\ndementia = "alzheimer_brain"\nweird = ""\n'
         '[datasets.other]\npath = "other"\n'
     )
-    adni, other = load_raw_data_config(tmp_path).datasets
-    assert adni.class_map["AD"] == "alzheimer_brain"
-    assert adni.class_map["weird"] == ""  # the dataset's own entry wins over the top level
-    assert adni.class_map["yes"] == "tumor_brain"  # the built-in map stays underneath
-    assert "AD" not in other.class_map and other.class_map["weird"] == "tumor_brain"
+    cohort, other = load_raw_data_config(tmp_path).datasets
+    assert cohort.class_map["dementia"] == "alzheimer_brain"
+    assert cohort.class_map["weird"] == ""  # the dataset's own entry wins over the top level
+    assert cohort.class_map["yes"] == "tumor_brain"  # the built-in map stays underneath
+    assert "dementia" not in other.class_map and other.class_map["weird"] == "tumor_brain"
 
 
 @pytest.mark.parametrize(
@@ -108,3 +109,20 @@ def test_unknown_misplaced_or_mistyped_keys_are_refused(
     with pytest.raises(DatasetConfigError, match=message) as raised:
         load_raw_data_config(tmp_path)
     assert str(tmp_path / "datasets.toml") in str(raised.value)  # the file is named
+
+
+def test_a_dataset_may_name_its_subject_pattern_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cohort" / "no").mkdir(parents=True)
+    config = tmp_path / "datasets.toml"
+    config.write_text('[datasets.cohort]\ngroup_pattern = "^no/(?P<subject>p\\\\d+)_"\n')
+    (cohort,) = load_raw_data_config(tmp_path).datasets
+    assert subject_of("no/p12_3.jpg", cohort.group_pattern) == "p12"
+    for bad, message in (
+        ('"^no/(p\\\\d+)_"', r"no \(\?P<subject>"),
+        ('"(unclosed"', "not a valid regular expression"),
+        ("3", "non-empty string"),
+    ):
+        config.write_text(f"[datasets.cohort]\ngroup_pattern = {bad}\n")
+        expected = rf"datasets.toml: dataset 'cohort': .*{message}"
+        with pytest.raises(DatasetConfigError, match=expected):
+            load_raw_data_config(tmp_path)

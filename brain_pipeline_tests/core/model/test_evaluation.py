@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from brain_pipeline.core.model.evaluation import (
     classification_metrics,
     expected_calibration_error,
+    healthy_vs_alzheimer_by_dataset,
     metrics_by_group,
 )
 
@@ -62,3 +64,25 @@ def test_per_group_metrics_and_input_validation() -> None:
         classification_metrics(np.array([]), np.zeros((0, 3)), CLASSES)
     with pytest.raises(ValueError, match="shape"):
         classification_metrics(y_true, probabilities[:, :2], CLASSES)
+
+
+def test_healthy_vs_alzheimer_within_each_source_per_slice_and_per_subject() -> None:
+    test = pd.DataFrame(
+        {
+            "dataset": ["adni"] * 6 + ["tumours"] * 2 + ["only_healthy"],
+            "target_class": ["alzheimer_brain"] * 3
+            + ["healthy_brain"] * 3
+            + ["tumor_brain", "healthy_brain", "healthy_brain"],
+            "subjects": [["adni:a"]] * 3 + [["adni:b"]] * 2 + [[]] + [[]] * 3,
+        }
+    )
+    # Subject a: two slices right (one barely wrong): right as a subject; b: one slice of two
+    # wrong, by far: wrong as a subject; the unnamed healthy slice right.
+    alzheimer_probability = np.array([0.9, 0.8, 0.45, 0.1, 0.95, 0.2, 0.1, 0.1, 0.1])
+    probabilities = np.stack(
+        [1 - alzheimer_probability - 0.01, np.full(9, 0.01), alzheimer_probability], axis=1
+    )
+    result = healthy_vs_alzheimer_by_dataset(test, probabilities, CLASSES)
+    assert set(result) == {"adni"}  # the others lack one of the two classes
+    assert result["adni"]["n_images"] == 6 and result["adni"]["accuracy"] == pytest.approx(4 / 6)
+    assert result["adni"]["n_subjects"] == 2 and result["adni"]["subject_accuracy"] == 0.5
