@@ -100,8 +100,9 @@ def dataset_manifest(
             "class_map": dict(sorted(spec.class_map.items())),
             "group_pattern": spec.group_pattern.pattern if spec.group_pattern else None,
         },
-        upstream_versions=fingerprint,
+        upstream_versions=fingerprint,  # raw/<name>, fingerprinted now; nothing to read
         carbon=carbon,
+        reads_deps=False,
     )
     if reused := step.reused():
         return reused

@@ -130,15 +130,13 @@ def upstream_artifact(
 
 
 def upstream_keys(context: dg.AssetExecutionContext) -> list[str]:
-    """The asset's declared deps that are materialized assets, in declaration order: the
-    upstream artifacts its step reads (a raw source is observed; it has no file to read)."""
-    graph = context.op_execution_context.job_def.asset_layer.asset_graph
+    """The asset's declared deps, in declaration order: the upstream artifacts its step reads.
+
+    (A run of a selection cannot tell them from sources: its job's graph holds every asset
+    left out of the selection as an external one. An asset whose dep is a raw source, which
+    has no file to read, gives its inputs as `upstream_versions` with `reads_deps=False`.)"""
     (spec,) = (spec for spec in context.assets_def.specs if spec.key == context.asset_key)
-    return [
-        dep.asset_key.to_user_string()
-        for dep in spec.deps
-        if not graph.has(dep.asset_key) or graph.get(dep.asset_key).is_materializable
-    ]
+    return [dep.asset_key.to_user_string() for dep in spec.deps]
 
 
 def record_provenance(
@@ -304,7 +302,7 @@ class ArtifactStep:
     the asset declares in `deps` (`step.upstream["balanced_index"]`: each upstream is named
     once, in the decorator) and hashes the inputs (`step.signature`). An asset whose inputs
     are not upstream artifacts (a raw folder's fingerprint, the set of all evaluations) gives
-    them as `upstream_versions`, with `reads_deps=False` where its deps only order it.
+    them as `upstream_versions` and says `reads_deps=False`.
     `step.reused()` is the earlier result when nothing changed; `step.folder` is this run's
     fresh folder; `with step.tracked():` measures energy;
     `step.result(metadata)` writes provenance and returns the stamped result.
