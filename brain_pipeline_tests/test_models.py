@@ -173,7 +173,9 @@ def test_the_model_card_describes_the_champion(registry: Registry) -> None:
     data = card["training_data"]
     # The datasets with mapped images (not the unmapped one, nor the one without images).
     assert data["sources"] == [
+        "adni_slices",
         "download_extras",
+        "lgg_kaggle_3m",
         "synth_alzheimer",
         "synth_navoneel",
         "synth_preetviradiya",
