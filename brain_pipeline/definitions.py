@@ -72,10 +72,10 @@ def build_definitions(
     """Definitions for one raw-data root (default: $BRAIN_PIPELINE_DATA_DIR or ./data), one
     artifacts root and one sweep file (default: $BRAIN_PIPELINE_SWEEP_FILE or sweep.toml).
 
-    `storage` carries these settings to every step; its datasets.toml and sweep are the ones
-    read here, once. `loggers` replaces Dagster's console logger where a run selects one (the
-    CLI does); `executor` replaces Dagster's default executor (`defs` takes it from
-    $BRAIN_PIPELINE_EXECUTOR: see defs/executors.py).
+    `storage` carries these settings to every step, parsing datasets.toml and the sweep once
+    per run (here too, for the sources and the partitions). `loggers` replaces Dagster's
+    console logger where a run selects one (the CLI does); `executor` replaces Dagster's
+    default executor (`defs` takes it from $BRAIN_PIPELINE_EXECUTOR: see defs/executors.py).
     """
     storage = PipelineStorage(
         data_dir=str(Path(data_dir) if data_dir else default_data_dir()),

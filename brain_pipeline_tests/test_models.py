@@ -184,7 +184,11 @@ def test_the_model_card_describes_the_champion(registry: Registry) -> None:
         sum(sum(row.values()) for row in data["images_per_class_and_split"].values())
         == (data["images_after_deduplication"])
     )
-    assert set(card["metrics"]["per_source"]) == set(data["sources"])
+    # Per source: the training sources with images in the test split (the tiny LGG-like set's
+    # three patients may all land in train or val).
+    per_source = set(card["metrics"]["per_source"])
+    assert {"synth_alzheimer", "synth_navoneel", "synth_preetviradiya"} <= per_source
+    assert per_source <= set(data["sources"])
     assert card["metrics"]["expected_calibration_error"] is not None
     temperature = card["model_details"]["training"]["temperature"]
     assert temperature > 0 and f"temperature scaling (T = {temperature:.2f}" in markdown
