@@ -20,7 +20,6 @@ import numpy as np
 from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
-from brain_pipeline.core.serving.guard import GUARD_ARRAYS, GUARD_JSON
 
 FORMATS = {
     "saved_model": "saved_model",
@@ -132,7 +131,7 @@ def bundle(folder: Path, model_path: Path, guard_folder: Path | None, report: Ex
     if record.exists():
         shutil.copy2(record, folder / artifact_names.PREPROCESSING)
     if guard_folder is not None:
-        for name in (GUARD_JSON, GUARD_ARRAYS):
+        for name in (artifact_names.GUARD, artifact_names.GUARD_ARRAYS):
             shutil.copy2(Path(guard_folder) / name, folder / name)
     return write_json(folder / artifact_names.EXPORT_RECORD, asdict(report))
 

@@ -31,7 +31,6 @@ from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json
 
 STATISTICS = ("chroma", "border_level", "dark_fraction", "edge_energy", "log_aspect", "spread")
-GUARD_JSON, GUARD_ARRAYS = artifact_names.GUARD, artifact_names.GUARD_ARRAYS
 DEFAULT_QUANTILE = 0.99
 VIEW_QUANTILE = 0.99  # each view's distance is divided by this quantile on validation
 NEIGHBOURS = 5
@@ -170,14 +169,15 @@ class OODGuard:
         folder = Path(folder)
         arrays = {f"features_{k}": v for k, v in self.features.arrays().items()}
         arrays |= {f"statistics_{k}": v for k, v in self.statistics.arrays().items()}
-        np.savez(folder / GUARD_ARRAYS, **arrays)
-        return write_json(folder / GUARD_JSON, {**self.summary, "threshold": self.threshold})
+        np.savez(folder / artifact_names.GUARD_ARRAYS, **arrays)
+        summary = {**self.summary, "threshold": self.threshold}
+        return write_json(folder / artifact_names.GUARD, summary)
 
     @classmethod
     def load(cls, folder: Path) -> OODGuard:
         folder = Path(folder)
-        summary = json.loads((folder / GUARD_JSON).read_text())
-        with np.load(folder / GUARD_ARRAYS) as a:
+        summary = json.loads((folder / artifact_names.GUARD).read_text())
+        with np.load(folder / artifact_names.GUARD_ARRAYS) as a:
             features = _Gaussian(
                 *(a[f"features_{k}"] for k in ("center", "scale", "location", "precision"))
             )
@@ -213,13 +213,13 @@ def find_guard(model_path: Path, artifacts_dir: Path | None) -> Path | None:
     """The folder of the guard fitted for this model file: beside it (an export or a copied
     bundle), else the newest `ood_guard` artifact that names it."""
     model_path = Path(model_path).resolve()
-    if (model_path.parent / GUARD_JSON).exists():
+    if (model_path.parent / artifact_names.GUARD).exists():
         return model_path.parent
     if artifacts_dir is None or not (Path(artifacts_dir) / "ood_guard").is_dir():
         return None
     matches = [
         record.parent
-        for record in Path(artifacts_dir, "ood_guard").glob(f"*/*/{GUARD_JSON}")
+        for record in Path(artifacts_dir, "ood_guard").glob(f"*/*/{artifact_names.GUARD}")
         if json.loads(record.read_text()).get("model_path") == str(model_path)
     ]
     return max(matches, key=lambda folder: folder.name, default=None)

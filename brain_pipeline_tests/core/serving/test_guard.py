@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from brain_pipeline.core import artifact_names
 from brain_pipeline.core.serving.guard import (
-    GUARD_JSON,
     OODGuard,
     find_guard,
     image_statistics,
@@ -88,10 +88,10 @@ def test_the_guard_is_found_beside_an_export_or_by_the_model_it_names(tmp_path: 
     for run in ("20260101T000000_a", "20260102T000000_b"):
         folder = tmp_path / "ood_guard" / "cfg" / run
         folder.mkdir(parents=True)
-        (folder / GUARD_JSON).write_text(json.dumps({"model_path": str(model.resolve())}))
+        (folder / artifact_names.GUARD).write_text(json.dumps({"model_path": str(model.resolve())}))
     other = tmp_path / "ood_guard" / "cfg" / "20260103T000000_c"
     other.mkdir()
-    (other / GUARD_JSON).write_text(json.dumps({"model_path": "/another/model.keras"}))
+    (other / artifact_names.GUARD).write_text(json.dumps({"model_path": "/another/model.keras"}))
     assert find_guard(model, tmp_path).name == "20260102T000000_b"
-    (model.parent / GUARD_JSON).write_text("{}")
+    (model.parent / artifact_names.GUARD).write_text("{}")
     assert find_guard(model, tmp_path) == model.parent
