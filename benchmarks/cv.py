@@ -2,7 +2,8 @@
 leave-one-source-out, on a real data folder.
 
     .venv/bin/python benchmarks/cv.py --data-dir /path/to/datasets --work-dir DIR \\
-        [--configuration NAME] [--set KEY=VALUE]... [--folds 5] [--budget-minutes 150]
+        [--configuration NAME] [--set KEY=VALUE]... [--folds 5] [--budget-minutes 150] \\
+        [--prepared-dir DIR] [--run-folds N]
 
 1. prepare - the manifest and the balanced index of the training datasets with the
    pipeline's defaults. Every near-duplicate group goes to one of k folds (scikit-learn's
@@ -27,6 +28,11 @@ leave-one-source-out, on a real data folder.
 balancing leaves out (the index setting `balance_classes = false`; the class weights balance
 the loss instead), minus any whose group has a member in the fold's test or validation rows.
 
+`--run-folds N` trains only the first N of the k folds (a screen of candidates on the same
+folds: the summary is then over those folds). `--prepared-dir` keeps step 1 (manifest,
+folds, tensor cache) in a folder of its own, so candidates that share the data, folds, seed
+and preprocessing share one preparation.
+
 Each fold and each source runs in a fresh process and writes its result (and each fold its
 model and test predictions) to the work folder when it ends; a later run with the same work
 folder and settings reuses what is there, so a run stopped by `--budget-minutes` (counted
@@ -42,6 +48,7 @@ per subject where file names name subjects), and the leave-one-source-out table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -67,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a training setting on top of the configuration (TOML value), e.g. image_size=128",
     )
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--run-folds", type=int, default=None, help="train only the first N")
+    parser.add_argument(
+        "--prepared-dir", type=Path, default=None, help="step 1's outputs; default: --work-dir"
+    )
     parser.add_argument("--seed", type=int, default=0, help="fold assignment")
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--min-source-images", type=int, default=50)
@@ -83,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--set: {exc}")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
+    if args.run_folds is not None and not 1 <= args.run_folds <= args.folds:
+        parser.error(f"--run-folds must be between 1 and --folds ({args.folds})")
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder")
     return args
@@ -113,13 +126,22 @@ def _config(args: dict):
 
 def _settings(args: dict) -> dict:
     """What the cached results depend on; a work folder holds the results of one of these."""
+    return _prepared_settings(args) | {"config": _config(args).as_dict()}
+
+
+def _prepared_settings(args: dict) -> dict:
+    """What step 1's outputs depend on; a prepared folder holds those of one of these."""
     settings = {
         "data_dir": str(Path(args["data_dir"]).resolve()),
-        "config": _config(args).as_dict(),
         "folds": args["folds"],
         "seed": args["seed"],
+        "preprocessing": dataclasses.asdict(_config(args).preprocessing),
     }
     return settings | ({"all_unique": True} if args.get("all_unique") else {})
+
+
+def _prepared(args: dict) -> Path:
+    return Path(args.get("prepared_dir") or args["work_dir"])
 
 
 def prepare(args: dict) -> dict:
@@ -130,7 +152,7 @@ def prepare(args: dict) -> dict:
     from brain_pipeline.core.data.sources import load_raw_data_config
     from brain_pipeline.core.model.tensors import tensors_for_rows
 
-    started, work = time.perf_counter(), Path(args["work_dir"])
+    started, work = time.perf_counter(), _prepared(args)
     raw = load_raw_data_config(Path(args["data_dir"]))
     manifest, _ = build_manifest(raw.datasets)
     manifest.to_parquet(work / artifact_names.MANIFEST)
@@ -169,7 +191,7 @@ def _progress(done: int, total: int) -> None:
         print(f"  tensors {done}/{total}", flush=True)
 
 
-def _train(config, train, val, label: str, work: Path) -> dict:
+def _train(config, train, val, label: str, work: Path, sources: list[str]) -> dict:
     """Train one model on (tensors, labels) pairs; its clock, energy and the model."""
     import tempfile
 
@@ -191,6 +213,7 @@ def _train(config, train, val, label: str, work: Path) -> dict:
             resume_dir=Path(scratch) / "resume",
             log=lambda _: None,
             extra_callbacks=[clock.callback()],
+            train_sources=sources,
         )
     reached = clock.first_reached(TARGET_MACRO_F1)
     return {
@@ -218,10 +241,10 @@ def run_fold(args: dict, fold: int) -> dict:
     from brain_pipeline.core.model.tensors import tensors_for_rows
     from brain_pipeline.core.model.training import predict_probabilities
 
-    work, config = Path(args["work_dir"]), _config(args)
-    index = pd.read_parquet(work / "folds.parquet")
+    work, prepared, config = Path(args["work_dir"]), _prepared(args), _config(args)
+    index = pd.read_parquet(prepared / "folds.parquet")
     raw = load_raw_data_config(Path(args["data_dir"]))
-    tensors, labels = tensors_for_rows(index, raw.roots, config.preprocessing, work / "tensors")
+    tensors, labels = tensors_for_rows(index, raw.roots, config.preprocessing, prepared / "tensors")
     test = (index["fold"] == fold).to_numpy()
     val = ~test & validation_rows(index)
     train = ~test & ~val
@@ -231,11 +254,12 @@ def run_fold(args: dict, fold: int) -> dict:
     }
     train_rows = index[train]
     if args.get("all_unique"):
-        extra, extra_x, extra_y = _extra_training(work, index[test | val], raw, config)
+        extra, extra_x, extra_y = _extra_training(prepared, index[test | val], raw, config)
         train_x, train_y = part["train"]
         part["train"] = (np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y]))
         train_rows = pd.concat([train_rows, extra], ignore_index=True)
-    trained = _train(config, part["train"], part["val"], f"fold {fold}", work)
+    sources = train_rows["dataset"].tolist()
+    trained = _train(config, part["train"], part["val"], f"fold {fold}", work, sources)
     model = trained.pop("model")
     model.save(work / f"fold_{fold}.keras")  # for later looks at the same folds
     probabilities = predict_probabilities(model, part["test"][0])
@@ -306,7 +330,7 @@ def run_source(args: dict, source: str) -> dict:
     from brain_pipeline.core.data.sources import load_raw_data_config
 
     raw = load_raw_data_config(Path(args["data_dir"]))
-    manifest = pd.read_parquet(Path(args["work_dir"]) / artifact_names.MANIFEST)
+    manifest = pd.read_parquet(_prepared(args) / artifact_names.MANIFEST)
     others = [d for d in raw.names("training") if d != source]
     pool = external.scorable_rows(manifest, others)
     held = external.scorable_rows(manifest, [source])
@@ -344,10 +368,10 @@ def _train_and_score(args: dict, index, roots, kept) -> dict:
     val = validation_rows(index)
 
     def tensors(frame):
-        return tensors_for_rows(frame, roots, config.preprocessing, work / "tensors")
+        return tensors_for_rows(frame, roots, config.preprocessing, _prepared(args) / "tensors")
 
-    label = f"without {kept['dataset'].iloc[0]}"
-    trained = _train(config, tensors(index[~val]), tensors(index[val]), label, work)
+    label, sources = f"without {kept['dataset'].iloc[0]}", index[~val]["dataset"].tolist()
+    trained = _train(config, tensors(index[~val]), tensors(index[val]), label, work, sources)
     probabilities = predict_probabilities(trained.pop("model"), tensors(kept)[0])
     scores = external_scores(
         kept.assign(group=external.groups_within(kept)), probabilities, TARGET_CLASSES
@@ -372,21 +396,24 @@ def _plain(value):
 
 
 def _check_work_dir(args: dict) -> None:
-    work = Path(args["work_dir"])
-    work.mkdir(parents=True, exist_ok=True)
-    settings, path = _settings(args), work / "settings.json"
-    if path.exists() and json.loads(path.read_text()) != settings:
-        raise SystemExit(
-            f"{path} was written for other settings (data, configuration, folds or seed); "
-            "use another --work-dir"
-        )
-    path.write_text(json.dumps(settings, indent=1))
+    files = {
+        Path(args["work_dir"]) / "settings.json": _settings(args),
+        _prepared(args) / "prepared.settings.json": _prepared_settings(args),
+    }
+    for path, settings in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and json.loads(path.read_text()) != settings:
+            raise SystemExit(
+                f"{path} was written for other settings (data, configuration, folds, seed or "
+                "preprocessing); use another --work-dir or --prepared-dir"
+            )
+        path.write_text(json.dumps(settings, indent=1))
 
 
 def _run_folds(args: dict, started: float) -> list[dict]:
     """Every fold whose result exists or fits the budget, in order."""
     work, results, longest = Path(args["work_dir"]), [], 0.0
-    for fold in range(args["folds"]):
+    for fold in range(args["run_folds"] or args["folds"]):
         path = work / f"fold_{fold}.json"
         elapsed = (time.perf_counter() - started) / 60
         budget = args["budget_minutes"]
@@ -466,11 +493,12 @@ def summarise(args: dict, folds: list[dict], sources: dict[str, dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = vars(parse_args(argv))
     args["data_dir"], args["work_dir"] = str(args["data_dir"]), str(args["work_dir"])
+    args["prepared_dir"] = str(args["prepared_dir"] or args["work_dir"])
     started = time.perf_counter()
     _check_work_dir(args)
     work = Path(args["work_dir"])
     print("prepare: manifest, index, folds, tensors", flush=True)
-    prepared = _cached(work / "prepared.json", lambda: in_child(prepare, args))
+    prepared = _cached(_prepared(args) / "prepared.json", lambda: in_child(prepare, args))
     print(json.dumps(prepared), flush=True)
     sources: dict[str, dict] = {}
     for source in [] if args["skip_sources"] else _training_names(args["data_dir"]):

@@ -38,6 +38,7 @@ class TrainingParams(dg.Config):
     reduce_lr_patience: int | None = None
     warmup_epochs: int | None = None
     class_weights: bool | None = None
+    source_balance: bool | None = None
     precise_bn_batches: int | None = None
     jit_compile: bool | None = None
     temperature_scaling: bool | None = None
@@ -105,6 +106,7 @@ def trained_model(
             # Keyed by the inputs, so re-running a killed materialization resumes it.
             resume_dir=storage.shared_dir(artifact_names.TRAINING_CHECKPOINTS) / step.signature,
             log=context.log.info,
+            train_sources=table.loc[table["split"] == "train", "dataset"].tolist(),
         )
     path = _save(step, result, core_config, n_train=len(train_y), n_val=len(val_y))
     best = result.best_epoch - 1  # the history covers every epoch, resumed ones too

@@ -26,10 +26,16 @@ class AugmentationConfig:
     # intensities would be inputs the model meets only in training.
     contrast: float = 0.0
     brightness: float = 0.0
+    # Against scanner style rather than anatomy: Gaussian noise of this standard deviation
+    # (inputs in [0, 1]) and a Gaussian blur of random strength up to this factor (0 to 1;
+    # kernel 5, sigma up to 1 px, the most Keras allows), each drawn per image.
+    noise: float = 0.0
+    blur: float = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.flip or any((self.rotation, self.zoom, self.contrast, self.brightness))
+        changes = (self.rotation, self.zoom, self.contrast, self.brightness, self.noise, self.blur)
+        return self.flip or any(changes)
 
 
 def augmentation_layers(config: AugmentationConfig, seed: int) -> list[layers.Layer]:
@@ -44,6 +50,14 @@ def augmentation_layers(config: AugmentationConfig, seed: int) -> list[layers.La
         stack.append(layers.RandomContrast(config.contrast, seed=seed))
     if config.brightness:
         stack.append(layers.RandomBrightness(config.brightness, value_range=(0, 1), seed=seed))
+    if config.blur:
+        stack.append(
+            layers.RandomGaussianBlur(
+                config.blur, kernel_size=5, sigma=1.0, value_range=(0, 1), seed=seed
+            )
+        )
+    if config.noise:
+        stack.append(layers.GaussianNoise(config.noise, seed=seed))
     return stack
 
 

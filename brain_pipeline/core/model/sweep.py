@@ -19,11 +19,14 @@ from brain_pipeline.core.model.architectures import ARCHITECTURES, AugmentationC
 from brain_pipeline.core.model.training import TrainingConfig
 
 SWEEP_FILE_ENV = "BRAIN_PIPELINE_SWEEP_FILE"
-# Settings a configuration may give: TrainingConfig's fields, with `augment` (a bool) for the
-# augmentation block.
+# Settings a configuration may give: TrainingConfig's fields, with `augment` (a bool: the
+# augmentation block on or off) and `augmentation`, a table of AugmentationConfig's fields
+# laid over it (`augmentation = {noise = 0.03, blur = 0.5}`).
 SETTINGS = {f.name: f.type for f in dataclasses.fields(TrainingConfig) if f.name != "augmentation"}
 SETTINGS["augment"] = "bool"
-_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+SETTINGS["augmentation"] = "table"
+AUGMENTATION_SETTINGS = {f.name: f.type for f in dataclasses.fields(AugmentationConfig)}
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "table": dict}
 
 
 def default_sweep_file() -> Path:
@@ -50,12 +53,14 @@ class Sweep:
         settings = {**self.configurations[name], **(overrides or {})}
         _validate(settings, f"{self.path}: [configurations.{name}]")
         augment = settings.pop("augment", True)
-        augmentation = (
-            AugmentationConfig()
-            if augment
-            else AugmentationConfig(flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
-        )
+        augmentation = AugmentationConfig() if augment else NO_AUGMENTATION
+        augmentation = dataclasses.replace(augmentation, **settings.pop("augmentation", {}))
         return TrainingConfig(**settings, augmentation=augmentation)
+
+
+NO_AUGMENTATION = AugmentationConfig(
+    flip=False, rotation=0, zoom=0, contrast=0, brightness=0, noise=0, blur=0
+)
 
 
 def load_sweep(path: Path | None = None) -> Sweep:
@@ -87,16 +92,21 @@ def load_sweep(path: Path | None = None) -> Sweep:
 
 
 def _validate(settings: dict[str, Any], where: str) -> None:
-    for key, value in settings.items():
-        if key not in SETTINGS:
-            raise ValueError(f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}")
-        expected = _TYPES[str(SETTINGS[key])]
-        # bool is an int in Python; a number is not a bool, nor a bool a number here.
-        wrong_bool = isinstance(value, bool) != (expected is bool)
-        if wrong_bool or not isinstance(value, expected):
-            raise ValueError(f"{where}: {key} = {value!r} should be {SETTINGS[key]}")
+    _check_types(settings, SETTINGS, where)
+    _check_types(settings.get("augmentation", {}), AUGMENTATION_SETTINGS, f"{where} augmentation")
     architecture = settings.get("architecture")
     if architecture is not None and architecture not in ARCHITECTURES:
         raise ValueError(
             f"{where}: architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}"
         )
+
+
+def _check_types(settings: dict[str, Any], known: dict[str, Any], where: str) -> None:
+    for key, value in settings.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown setting {key!r}; known: {', '.join(known)}")
+        expected = _TYPES[str(known[key])]
+        # bool is an int in Python; a number is not a bool, nor a bool a number here.
+        wrong_bool = isinstance(value, bool) != (expected is bool)
+        if wrong_bool or not isinstance(value, expected):
+            raise ValueError(f"{where}: {key} = {value!r} should be {known[key]}")

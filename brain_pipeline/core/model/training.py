@@ -59,6 +59,11 @@ class TrainingConfig:
     # settle, and the validation loss of the first epochs says little.
     warmup_epochs: int = 5
     class_weights: bool = True
+    # Weigh each training image so that within its class every source counts alike (and the
+    # classes alike, as `class_weights` does): a class whose images come mostly from one
+    # download no longer lets that download's style stand for the class. Needs the rows'
+    # sources (`train_sources`); replaces `class_weights` when on.
+    source_balance: bool = False
     # Training batches over which BatchNorm statistics are recomputed before each validation
     # (0: keep Keras's moving averages). See PreciseBatchNorm.
     precise_bn_batches: int = 10
@@ -224,6 +229,23 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, floa
     return {i: float(w) for i, w in enumerate(weights)}
 
 
+def source_balanced_weights(labels: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+    """One weight per image: every class present weighs alike in total, and within a class
+    every source holding it weighs alike. The weights average 1."""
+    labels, sources = np.asarray(labels), np.asarray(sources, dtype=object)
+    if len(labels) != len(sources):
+        raise ValueError(f"{len(labels)} labels but {len(sources)} sources")
+    weights = np.empty(len(labels), dtype=np.float32)
+    classes = np.unique(labels)
+    for label in classes:
+        in_class = labels == label
+        class_sources = np.unique(sources[in_class])
+        for source in class_sources:
+            cell = in_class & (sources == source)
+            weights[cell] = len(labels) / (len(classes) * len(class_sources) * cell.sum())
+    return weights
+
+
 def train_classifier(
     train_tensors: np.ndarray,
     train_labels: np.ndarray,
@@ -235,9 +257,11 @@ def train_classifier(
     resume_dir: Path,
     log: Callable[[str], None] = print,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    train_sources: Sequence[str] | None = None,
 ) -> TrainingResult:
     """Fit a model; a run killed mid-way resumes from its last finished epoch in `resume_dir`.
 
+    `train_sources` names each training image's dataset (needed by `source_balance`).
     Two processes training the same inputs at once do not share a resume folder: the second
     one trains in a folder of its own.
     """
@@ -245,6 +269,11 @@ def train_classifier(
         raise ValueError(
             f"training needs images in both train ({len(train_tensors)}) and val "
             f"({len(val_tensors)}) splits; add data or change the split fractions"
+        )
+    if config.source_balance and train_sources is None:
+        raise ValueError(
+            "source_balance = true weighs images by their source: pass train_sources "
+            "(the training rows' datasets), or set source_balance = false"
         )
     resume_dir = Path(resume_dir)
     resume_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +294,7 @@ def train_classifier(
             resume_dir=resume_dir,
             log=log,
             extra_callbacks=extra_callbacks,
+            sample_weights=_sample_weights(config, train_labels, train_sources),
         )
         try:
             result = fit()
@@ -278,6 +308,10 @@ def train_classifier(
     if config.temperature_scaling:
         _calibrate(result, val_tensors, val_labels, log)
     return result
+
+
+def _sample_weights(config: TrainingConfig, labels, sources) -> np.ndarray | None:
+    return source_balanced_weights(labels, sources) if config.source_balance else None
 
 
 def _calibrate(result: TrainingResult, val_tensors, val_labels, log) -> None:
@@ -362,6 +396,7 @@ def _fit(
     resume_dir: Path,
     log,
     extra_callbacks,
+    sample_weights,
 ) -> TrainingResult:
     if not _has_backup(resume_dir):
         _history_file(resume_dir).unlink(missing_ok=True)  # left by a run that never saved
@@ -370,7 +405,9 @@ def _fit(
     steps_per_epoch = -(-len(train_tensors) // config.batch_size)
     model = _compiled_model(config, n_classes, steps_per_epoch)
     stream = functools.partial(batch_stream, n_classes=n_classes, batch_size=config.batch_size)
-    train_stream = stream(train_tensors, train_labels, shuffle=True, seed=config.seed)
+    train_stream = stream(
+        train_tensors, train_labels, shuffle=True, seed=config.seed, weights=sample_weights
+    )
     val_stream = stream(val_tensors, val_labels, shuffle=False, seed=0)
     epoch_logger = _EpochLogger(log, config.epochs)
     early_stopping = keras.callbacks.EarlyStopping(
@@ -379,7 +416,8 @@ def _fit(
         restore_best_weights=config.restore_best_weights,
         start_from_epoch=config.warmup_epochs,
     )
-    weights = balanced_class_weights(train_labels, n_classes) if config.class_weights else None
+    by_class = config.class_weights and sample_weights is None
+    weights = balanced_class_weights(train_labels, n_classes) if by_class else None
     started = time.perf_counter()
     model.fit(
         train_stream,
