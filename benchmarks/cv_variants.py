@@ -1,10 +1,11 @@
 """Inference-time variants of the cross-validated models, on the same folds and test images:
 test-time augmentation and temperature scaling beside the models as trained.
 
-    .venv/bin/python benchmarks/cv_variants.py --work-dir DIR
+    .venv/bin/python benchmarks/cv_variants.py --work-dir DIR [--prepared-dir P]
 
-DIR is a `benchmarks/cv.py` work folder; every fold it finished (model, test predictions) is
-scored again under each variant, with no training:
+DIR is a `benchmarks/cv.py` work folder (P its `--prepared-dir`, if it was given one);
+every fold it finished (model, test predictions) is scored again under each variant, with no
+training:
 
 - as trained: the fold's saved predictions;
 - flip TTA: the mean of the probabilities of the image and of its mirror image (left-right,
@@ -41,13 +42,17 @@ FIGURES = ("macro_f1", "accuracy", "within_source", "ece", "margin_over_raw_prob
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, required=True, help="a benchmarks/cv.py folder")
+    parser.add_argument("--prepared-dir", type=Path, default=None, help="default: --work-dir")
     args = parser.parse_args(argv)
-    if not (args.work_dir / "folds.parquet").exists():
-        parser.error(f"{args.work_dir} holds no folds.parquet: run benchmarks/cv.py there first")
+    args.prepared_dir = args.prepared_dir or args.work_dir
+    if not (args.prepared_dir / "folds.parquet").exists():
+        parser.error(
+            f"{args.prepared_dir} holds no folds.parquet: run benchmarks/cv.py there first"
+        )
     return args
 
 
-def _fold_inputs(work: Path, fold: int):
+def _fold_inputs(work: Path, prepared: Path, fold: int):
     """The fold's model, its validation and test tensors and validation labels."""
     import keras
 
@@ -59,9 +64,9 @@ def _fold_inputs(work: Path, fold: int):
     preprocessing = Preprocessing(
         config["image_size"], skull_strip=config["skull_strip"], intensity=config["intensity"]
     )
-    index = pd.read_parquet(work / "folds.parquet")
+    index = pd.read_parquet(prepared / "folds.parquet")
     roots = _roots(settings["data_dir"])
-    tensors, labels = tensors_for_rows(index, roots, preprocessing, work / "tensors")
+    tensors, labels = tensors_for_rows(index, roots, preprocessing, prepared / "tensors")
     test = (index["fold"] == fold).to_numpy()
     val = ~test & validation_rows(index)
     model = keras.models.load_model(work / f"fold_{fold}.keras")
@@ -74,12 +79,12 @@ def _roots(data_dir: str):
     return load_raw_data_config(Path(data_dir)).roots
 
 
-def variants_of_fold(work: Path, fold: int) -> dict[str, dict]:
+def variants_of_fold(work: Path, prepared: Path, fold: int) -> dict[str, dict]:
     """Each variant's test figures for one fold."""
     from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.model.training import predict_probabilities
 
-    model, val_x, val_y, test_x = _fold_inputs(work, fold)
+    model, val_x, val_y, test_x = _fold_inputs(work, prepared, fold)
     saved = pd.read_parquet(work / f"fold_{fold}_predictions.parquet")
     columns = [f"p_{c}" for c in TARGET_CLASSES]
 
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.work_dir} holds no fold_N.keras yet")
     per_fold = {}
     for fold in folds:
-        per_fold[fold] = variants_of_fold(args.work_dir, fold)
+        per_fold[fold] = variants_of_fold(args.work_dir, args.prepared_dir, fold)
         for variant, figures in per_fold[fold].items():
             line = ", ".join(f"{k} {v:.3f}" for k, v in figures.items())
             print(f"fold {fold}, {variant}: {line}", flush=True)

@@ -223,15 +223,24 @@ def learning_rate_schedule(config: TrainingConfig, steps_per_epoch: int):
     )
 
 
+# With `source_balance`, no image weighs more than this many times its class's average.
+MAX_SOURCE_UPWEIGHT = 4.0
+
+
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def source_balanced_weights(labels: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+def source_balanced_weights(
+    labels: np.ndarray, sources: Sequence[str], max_upweight: float = MAX_SOURCE_UPWEIGHT
+) -> np.ndarray:
     """One weight per image: every class present weighs alike in total, and within a class
-    every source holding it weighs alike. The weights average 1."""
+    every source holding it weighs alike, except that no image weighs more than
+    `max_upweight` times its class's average: a source of a handful of images in a class
+    (navoneel's five unique healthy slices) weighs by its images, and the other sources
+    share the rest alike. The weights average 1."""
     labels, sources = np.asarray(labels), np.asarray(sources, dtype=object)
     if len(labels) != len(sources):
         raise ValueError(f"{len(labels)} labels but {len(sources)} sources")
@@ -239,11 +248,24 @@ def source_balanced_weights(labels: np.ndarray, sources: Sequence[str]) -> np.nd
     classes = np.unique(labels)
     for label in classes:
         in_class = labels == label
-        class_sources = np.unique(sources[in_class])
-        for source in class_sources:
+        shares = _source_shares(sources[in_class], max_upweight)
+        class_total = len(labels) / len(classes)
+        for source, share in shares.items():
             cell = in_class & (sources == source)
-            weights[cell] = len(labels) / (len(classes) * len(class_sources) * cell.sum())
+            weights[cell] = class_total * share / cell.sum()
     return weights
+
+
+def _source_shares(sources: np.ndarray, max_upweight: float) -> dict[str, float]:
+    """Each source's share of its class (summing to 1): equal shares, water-filled so that
+    a small source's share is at most `max_upweight` times its fraction of the images."""
+    names, counts = np.unique(sources, return_counts=True)
+    shares, remaining = {}, 1.0
+    for position, i in enumerate(np.argsort(counts, kind="stable")):
+        equal = remaining / (len(names) - position)
+        shares[names[i]] = min(equal, max_upweight * counts[i] / len(sources))
+        remaining -= shares[names[i]]
+    return shares
 
 
 def train_classifier(

@@ -42,9 +42,33 @@ def test_a_configuration_lists_what_differs_and_launch_settings_win(tmp_path: Pa
         sweep.resolve("huge")
 
 
+def test_an_augmentation_table_lays_its_settings_over_the_block(tmp_path: Path) -> None:
+    sweep = load_sweep(
+        write(
+            tmp_path,
+            "[configurations.style]\naugmentation = {noise = 0.03, blur = 0.5}\n"
+            "[configurations.only_noise]\naugment = false\naugmentation = {noise = 0.05}\n",
+        )
+    )
+    style = sweep.resolve("style").augmentation
+    assert (style.noise, style.blur, style.flip, style.zoom) == (0.03, 0.5, True, 0.08)
+    only_noise = sweep.resolve("only_noise").augmentation
+    assert (only_noise.noise, only_noise.flip, only_noise.rotation) == (0.05, False, 0)
+    assert only_noise.enabled
+    launched = sweep.resolve("style", {"augmentation": {"blur": 0.0}}).augmentation
+    assert (launched.noise, launched.blur) == (0.0, 0.0), "a launch table replaces the file's"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        (
+            "[configurations.a]\naugmentation = {nosie = 0.1}\n",
+            r"\[configurations.a\] augmentation: unknown setting 'nosie'",
+        ),
+        ("[configurations.a]\naugmentation = {flip = 1}\n", "flip = 1 should be bool"),
+        ("[configurations.a]\naugmentation = 0.1\n", "augmentation = 0.1 should be table"),
+        ("[configurations.a]\nsource_balance = 1\n", "source_balance = 1 should be bool"),
         (
             "[configurations.a]\nimage_sise = 64\n",
             r"\[configurations.a\]: unknown setting 'image_sise'",

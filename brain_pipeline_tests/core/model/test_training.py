@@ -15,6 +15,7 @@ from brain_pipeline.core.model.training import (
     learning_rate_schedule,
     predict_probabilities,
     recompute_batchnorm_statistics,
+    source_balanced_weights,
     train_classifier,
 )
 
@@ -366,3 +367,68 @@ def test_temperature_scaling_calibrates_without_moving_a_decision(tmp_path: Path
         return -np.log(p[np.arange(len(val_y)), val_y] + 1e-12).mean()
 
     assert log_loss(scaled) <= log_loss(plain) + 1e-6
+
+
+def test_source_balanced_weights_make_each_class_and_each_of_its_sources_weigh_alike() -> None:
+    labels = np.array([0] * 40 + [1] * 20 + [2] * 10)
+    # class 0: 30 from "a", 10 from "b"; class 1: all from "a"; class 2: 5 from "b", 5 from "c"
+    sources = ["a"] * 30 + ["b"] * 10 + ["a"] * 20 + ["b"] * 5 + ["c"] * 5
+    weights = source_balanced_weights(labels, sources)
+    cells = {}
+    for label, source, weight in zip(labels, sources, weights, strict=True):
+        cells[(label, source)] = cells.get((label, source), 0.0) + weight
+    per_class = {c: sum(w for (k, _), w in cells.items() if k == c) for c in (0, 1, 2)}
+    np.testing.assert_allclose(list(per_class.values()), [70 / 3] * 3, rtol=1e-5)
+    np.testing.assert_allclose([cells[(0, "a")], cells[(0, "b")]], [70 / 6] * 2, rtol=1e-5)
+    np.testing.assert_allclose([cells[(2, "b")], cells[(2, "c")]], [70 / 6] * 2, rtol=1e-5)
+    assert weights.mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="70 labels but 3 sources"):
+        source_balanced_weights(labels, ["a", "b", "c"])
+
+
+def test_source_balance_needs_the_sources_and_trains_with_them(tmp_path: Path) -> None:
+    x, y = _toy_data(n=24)
+    config = _config(epochs=1, source_balance=True)
+    with pytest.raises(ValueError, match="pass train_sources"):
+        train_classifier(
+            x, y, x, y, config, class_names=CLASSES, resume_dir=tmp_path / "a", log=lambda _: None
+        )
+    result = train_classifier(
+        x,
+        y,
+        x,
+        y,
+        config,
+        class_names=CLASSES,
+        resume_dir=tmp_path / "b",
+        log=lambda _: None,
+        train_sources=["one"] * 12 + ["two"] * 12,
+    )
+    assert result.epochs_run == 1 and np.isfinite(result.history["loss"][0])
+
+
+def test_noise_and_blur_change_training_inputs_only() -> None:
+    from brain_pipeline.core.model.architectures import augmentation_layers
+
+    style = AugmentationConfig(flip=False, rotation=0, zoom=0, noise=0.05, blur=1.0)
+    stack = augmentation_layers(style, seed=0)
+    assert [type(layer).__name__ for layer in stack] == ["RandomGaussianBlur", "GaussianNoise"]
+    image = np.zeros((2, 32, 32, 1), np.float32)
+    image[:, 12:20, 12:20] = 1.0
+    changed, kept = image, image
+    for layer in stack:
+        changed = layer(changed, training=True)
+        kept = layer(kept, training=False)
+    np.testing.assert_array_equal(np.asarray(kept), image)
+    assert np.abs(np.asarray(changed) - image).mean() > 0.01
+
+
+def test_a_source_of_a_handful_of_images_is_weighed_up_at_most_four_times() -> None:
+    labels = np.zeros(1000, dtype=int)
+    sources = ["big"] * 600 + ["mid"] * 395 + ["tiny"] * 5
+    weights = source_balanced_weights(labels, sources)
+    tiny, mid, big = weights[-1], weights[600], weights[0]
+    assert tiny == pytest.approx(4.0), "capped at 4 x the class average"
+    # the other two share the rest alike: (1000 - 20) / 2 each
+    assert mid * 395 == pytest.approx(490, rel=1e-5) and big * 600 == pytest.approx(490, rel=1e-5)
+    assert weights.mean() == pytest.approx(1.0)
