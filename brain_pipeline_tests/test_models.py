@@ -189,6 +189,15 @@ def test_the_model_card_describes_the_champion(registry: Registry) -> None:
     per_source = set(card["metrics"]["per_source"])
     assert {"synth_alzheimer", "synth_navoneel", "synth_preetviradiya"} <= per_source
     assert per_source <= set(data["sources"])
+    # Two sources hold Alzheimer (and healthy) images: the card says so, and gives healthy vs
+    # Alzheimer within each of them that has both classes in the test split.
+    assert card["limitations"][-1].startswith(
+        "Alzheimer images come from 2 sources (adni_slices, synth_alzheimer)"
+    )
+    by_source = card["metrics"]["healthy_vs_alzheimer_by_source"]
+    assert set(by_source) <= {"adni_slices", "synth_alzheimer"}
+    assert all(row["n_images"] > 0 for row in by_source.values())
+    assert ("within each source holding both" in markdown) == bool(by_source)
     assert card["metrics"]["expected_calibration_error"] is not None
     temperature = card["model_details"]["training"]["temperature"]
     assert temperature > 0 and f"temperature scaling (T = {temperature:.2f}" in markdown

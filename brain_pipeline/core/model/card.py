@@ -12,6 +12,7 @@ import pandas as pd
 
 from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import read_json
+from brain_pipeline.core.classes import ALZHEIMER, HEALTHY
 from brain_pipeline.core.model.external import headline
 
 INTENDED_USE = {
@@ -22,17 +23,38 @@ INTENDED_USE = {
     "out_of_scope": "Not a diagnostic device. Not for clinical decisions, triage or "
     "screening, nor for images from scanners, protocols or populations it was not trained on.",
 }
-LIMITATIONS = [
-    "It sees single 2-D slices, not volumes: one slice can miss or misplace a lesion.",
-    "Subjects are not labelled in the sources; they are inferred from near-duplicate groups "
+SLICES_NOT_VOLUMES = (
+    "It sees single 2-D slices, not volumes: one slice can miss or misplace a lesion."
+)
+SUBJECTS = (
+    "Subjects are named only where file names carry an id (a scan or patient id, or a "
+    "dataset's `group_pattern`); elsewhere they are inferred from near-duplicate groups "
     "(slices of one scan look alike), so a subject split into two groups can still leak "
-    "across splits.",
-    "Each class comes mostly from a different source, and the sources differ in style "
-    "(size, format, skull, brightness): part of the accuracy can come from telling sources "
-    "apart. The shortcut probes below measure how much a model needs no brain to score.",
-    "Alzheimer images come from one source; healthy vs Alzheimer within that source is the "
-    "figure that no style cue can help.",
-]
+    "across splits."
+)
+STYLE = (
+    "The sources differ in style (size, format, skull, brightness, view), and a class may "
+    "come mostly from one of them: part of the accuracy can come from telling sources apart. "
+    "The shortcut probes below measure how much a model needs no brain to score."
+)
+
+
+def limitations(images_per_source_and_class: dict[str, dict[str, int]]) -> list[str]:
+    """What the card warns of; the last item names the sources the training data had."""
+    with_alzheimer = sorted(s for s, row in images_per_source_and_class.items() if ALZHEIMER in row)
+    with_both = [s for s in with_alzheimer if HEALTHY in images_per_source_and_class[s]]
+    if len(with_alzheimer) <= 1:
+        alzheimer = (
+            "Alzheimer images come from one source; healthy vs Alzheimer within that source "
+            "is the figure that no style cue can help."
+        )
+    else:
+        alzheimer = (
+            f"Alzheimer images come from {len(with_alzheimer)} sources "
+            f"({', '.join(with_alzheimer)}); healthy vs Alzheimer within each source that "
+            f"holds both ({', '.join(with_both) or 'none'}) is the figure no style cue can help."
+        )
+    return [SLICES_NOT_VOLUMES, SUBJECTS, STYLE, alzheimer]
 
 
 def training_data(splits: pd.DataFrame) -> dict[str, Any]:
@@ -72,6 +94,8 @@ def metrics_section(metrics: dict[str, Any]) -> dict[str, Any]:
         },
         "per_source": metrics["per_dataset"],
         "within_source_healthy_vs_alzheimer": metrics["within_source_healthy_vs_alzheimer"],
+        # per source holding both classes: per slice, and per subject where names give them
+        "healthy_vs_alzheimer_by_source": metrics.get("healthy_vs_alzheimer_by_dataset", {}),
         "intervals": metrics.get("intervals"),
         "shortcut_probes": {
             "raw_file_probe_test_accuracy": held_out.get("raw_file_probe_test_accuracy"),
@@ -141,7 +165,7 @@ def build_card(
         "external_evaluation": external or {},
         "explanations": explanation or {"note": "no Grad-CAM gallery of this model version"},
         "energy": energy,
-        "limitations": LIMITATIONS,
+        "limitations": limitations(training_data(splits)["images_per_source_and_class"]),
         "lineage": lineage,
     }
 
@@ -224,9 +248,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         *_table(metrics["per_source"], ["n_images", "accuracy", "f1_macro"]),
         "",
-        f"Healthy vs Alzheimer within the Alzheimer source: {_fmt(within['accuracy'])} "
-        f"({within['n_images']} images).",
-        "",
+        *_within_source_lines(within, metrics.get("healthy_vs_alzheimer_by_source")),
         *_interval_lines(metrics.get("intervals")),
         f"Shortcut probes on the same test split: raw-file probe "
         f"{_fmt(probes['raw_file_probe_test_accuracy'])}, tensor probe "
@@ -254,6 +276,24 @@ def render_markdown(card: dict[str, Any]) -> str:
         ],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _within_source_lines(within: dict[str, Any], by_source: dict | None) -> list[str]:
+    """Healthy vs Alzheimer where no source cue helps: per source holding both classes (per
+    slice, and per subject where names give subjects), else the one pooled figure."""
+    if not by_source:
+        return [
+            f"Healthy vs Alzheimer within the Alzheimer source: {_fmt(within['accuracy'])} "
+            f"({within['n_images']} images).",
+            "",
+        ]
+    columns = ["n_images", "accuracy", "n_subjects", "subject_accuracy"]
+    return [
+        "Healthy vs Alzheimer within each source holding both (no source cue can help):",
+        "",
+        *_table(by_source, columns),
+        "",
+    ]
 
 
 def _temperature_note(temperature: float | None) -> str:
