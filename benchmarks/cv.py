@@ -3,7 +3,7 @@ leave-one-source-out, on a real data folder.
 
     .venv/bin/python benchmarks/cv.py --data-dir /path/to/datasets --work-dir DIR \\
         [--configuration NAME] [--set KEY=VALUE]... [--folds 5] [--budget-minutes 150] \\
-        [--prepared-dir DIR] [--run-folds N]
+        [--prepared-dir DIR] [--run-folds N] [--sources NAME,...]
 
 1. prepare - the manifest and the balanced index of the training datasets with the
    pipeline's defaults. Every near-duplicate group goes to one of k folds (scikit-learn's
@@ -15,7 +15,8 @@ leave-one-source-out, on a real data folder.
    training-pool images (exact, thumbnail twin, re-saved) are left out and counted, and the
    questions its labels answer are scored with intervals over its own groups. A source is
    skipped, with the reason, when one of its classes exists in no other source or fewer than
-   `--min-source-images` images are left once its copies are out.
+   `--min-source-images` images are left once its copies are out. Each left-out source
+   reports the recall of each of its classes.
 3. folds - for each fold: train on the other folds (15% of their groups for validation, where
    the epoch clock measures macro-F1 after every epoch), test on the fold: accuracy,
    macro-F1, per-class F1, within-source healthy vs Alzheimer, ECE, 95% intervals over groups;
@@ -28,6 +29,7 @@ leave-one-source-out, on a real data folder.
 balancing leaves out (the index setting `balance_classes = false`; the class weights balance
 the loss instead), minus any whose group has a member in the fold's test or validation rows.
 
+`--sources a,b` leaves out only the sources named (default: every training source).
 `--run-folds N` trains only the first N of the k folds (a screen of candidates on the same
 folds: the summary is then over those folds). `--prepared-dir` keeps step 1 (manifest,
 folds, tensor cache) in a folder of its own, so candidates that share the data, folds, seed
@@ -82,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--min-source-images", type=int, default=50)
     parser.add_argument("--skip-sources", action="store_true", help="no leave-one-source-out")
+    parser.add_argument(
+        "--sources", default=None, help="comma-separated: leave out only these sources"
+    )
     parser.add_argument(
         "--all-unique",
         action="store_true",
@@ -350,14 +355,24 @@ def run_source(args: dict, source: str) -> dict:
     return result | _train_and_score(args, pipeline_index(manifest, others), raw.roots, kept)
 
 
-def _training_names(data_dir: str) -> list[str]:
+def _sources_to_leave_out(args: dict) -> list[str]:
+    """The training sources, or those `--sources` names (each checked against them)."""
     from brain_pipeline.core.data.sources import load_raw_data_config
 
-    return load_raw_data_config(Path(data_dir)).names("training")
+    names = load_raw_data_config(Path(args["data_dir"])).names("training")
+    if not args.get("sources"):
+        return names
+    chosen = [name.strip() for name in args["sources"].split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise SystemExit(f"--sources: {', '.join(unknown)} not among {', '.join(names)}")
+    return chosen
 
 
 def _train_and_score(args: dict, index, roots, kept) -> dict:
     """Train on the other sources' index as the pipeline would; score `kept` (external rows)."""
+    import numpy as np
+
     from brain_pipeline.core.classes import TARGET_CLASSES
     from brain_pipeline.core.data import external
     from brain_pipeline.core.model.external import external_scores
@@ -378,7 +393,16 @@ def _train_and_score(args: dict, index, roots, kept) -> dict:
     )
     trained.pop("epoch_clock")
     counts = index[~val]["target_class"].value_counts().to_dict()
-    return {"n_train": int((~val).sum()), "train_class_counts": counts, **trained, **scores}
+    predicted = np.asarray(TARGET_CLASSES)[probabilities.argmax(axis=1)]
+    truth = kept["target_class"].to_numpy()
+    recall = {c: float((predicted == truth)[truth == c].mean()) for c in set(truth)}
+    return {
+        "n_train": int((~val).sum()),
+        "train_class_counts": counts,
+        "recall_per_class": recall,
+        **trained,
+        **scores,
+    }
 
 
 def _cached(path: Path, compute) -> dict:
@@ -501,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     prepared = _cached(_prepared(args) / "prepared.json", lambda: in_child(prepare, args))
     print(json.dumps(prepared), flush=True)
     sources: dict[str, dict] = {}
-    for source in [] if args["skip_sources"] else _training_names(args["data_dir"]):
+    for source in [] if args["skip_sources"] else _sources_to_leave_out(args):
         print(f"leave out {source}", flush=True)
         path = work / f"source_{source}.json"
         sources[source] = _cached(path, lambda source=source: in_child(run_source, args, source))
