@@ -204,7 +204,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     print("per dataset:", json.dumps(per_dataset))
     # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
     images = np.asarray(test_x, dtype=np.float32)
-    regions = lesion_masks_by_region(raw, test["dataset"], test["path"], config.image_size)
+    regions = lesion_masks_by_region(raw, test, config.image_size)
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),

@@ -20,7 +20,7 @@ from brain_pipeline_tests.conftest import materialize_in
 pytestmark = pytest.mark.slow
 
 TUMOUR_FOLDERS = ("glioma", "meningioma", "pituitary")
-TOML = """lesion_masks = "_lesion_masks"
+TOML = """
 [datasets.synth_navoneel]
 path = "synth_navoneel"
 [datasets.synth_preetviradiya]

@@ -59,10 +59,8 @@ def gradcam_gallery(
             inputs.model,
             images,
             labels,
-            # Localisation is scored on the test images with a lesion mask (phantoms only).
-            lesion_masks_by_region(
-                inputs.raw, test["dataset"], test["path"], preprocessing.image_size
-            ),
+            # Localisation is scored on the test images with a lesion mask.
+            lesion_masks_by_region(inputs.raw, test, preprocessing.image_size),
             config.to_core(),
             skull_stripped=preprocessing.skull_strip,
         )

@@ -67,7 +67,7 @@ def dataset_manifest_asset(dataset: str) -> dg.AssetsDefinition:
         key=manifest_key(dataset),
         deps=[dg.AssetKey(["raw", dataset])],
         group_name="data",
-        code_version="4",
+        code_version="5",
         kinds={"pandas", "parquet"},
         description=f"Every file of the raw dataset {dataset}: hash, class, format, status.",
     )
@@ -91,7 +91,7 @@ def dataset_manifest(
         )
     # Fingerprint the files now rather than trust the last observation, which a run that does
     # not observe the source would leave stale; raw/<name> reports the same data version.
-    fingerprint = {f"raw/{name}": dataset_fingerprint(spec.root)}
+    fingerprint = {f"raw/{name}": dataset_fingerprint(spec.root, spec.lesion_masks.folder)}
     step = ArtifactStep(
         context,
         storage,
@@ -122,8 +122,17 @@ def dataset_manifest(
             "n_unmapped": summary["n_unmapped"],
             "files_decoded_this_run": decoded,
             "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
+            **_lesion_mask_metadata(summary),
         },
         provenance={"raw_data_versions": fingerprint},
+    )
+
+
+def _lesion_mask_metadata(summary: dict) -> dict:
+    """Images with a lesion mask, and the masks found but refused (each names its file)."""
+    problems = summary["lesion_mask_problems"]
+    return {"n_lesion_masks": summary["n_lesion_masks"]} | (
+        {"lesion_mask_problems": dg.MetadataValue.json(problems)} if problems else {}
     )
 
 
@@ -132,7 +141,7 @@ def image_manifest_asset(datasets: list[str]) -> dg.AssetsDefinition:
     parts = [manifest_key(name) for name in datasets]
 
     @dg.asset(
-        name="image_manifest", deps=parts, group_name="data", code_version="5", kinds={"parquet"}
+        name="image_manifest", deps=parts, group_name="data", code_version="6", kinds={"parquet"}
     )
     def _combined(
         context: dg.AssetExecutionContext, storage: PipelineStorage
@@ -164,6 +173,7 @@ def image_manifest(
             **{key: summary[key] for key in ("n_files", "n_ok", "n_rejected", "n_skipped")},
             "n_unmapped": summary["n_unmapped"],
             "rejects_by_reason": dg.MetadataValue.json(summary["rejects_by_reason"]),
+            **_lesion_mask_metadata(summary),
             "class_counts_per_dataset": markdown_table(counts),
             "formats_and_modes": markdown_table(formats),
             "image_sizes": step.figure("image_sizes.png", plots.image_sizes_plot(table)),
@@ -174,7 +184,8 @@ def image_manifest(
         },
         # Downstream reads the rows, not the run that combined them.
         content_version=content_version(
-            table, ["dataset", "path", "sha256", "status", "target_class", "subject"]
+            table,
+            ["dataset", "path", "sha256", "status", "target_class", "subject", "lesion_mask"],
         ),
     )
 

@@ -15,7 +15,7 @@ def raw_dataset_source(spec: DatasetSpec) -> dg.SourceAsset:
     )
     def _observe() -> dg.ObserveResult:
         return dg.ObserveResult(
-            data_version=dg.DataVersion(dataset_fingerprint(spec.root)),
+            data_version=dg.DataVersion(dataset_fingerprint(spec.root, spec.lesion_masks.folder)),
             metadata={"path": dg.MetadataValue.path(str(spec.root))},
         )
 

@@ -1,7 +1,8 @@
-"""Ground-truth lesion masks beside a raw data set: where they live and how they are read.
+"""Ground-truth lesion masks of raw images: how they are written and read.
 
-A mask file is a PNG under the data set's lesion-mask folder (``lesion_masks`` in the data
-config) at the image's relative path. The synthetic phantoms write them (core.phantoms); the
+Each dataset's mask convention (mask_conventions.py) finds an image's mask when the manifest
+is scanned; the manifest row records it (`lesion_mask`, relative to the convention's root).
+The synthetic phantoms write theirs into a mirror folder (`lesion_mask_path`); the
 explanation scores read them to check where the heatmaps point.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from brain_pipeline.core.data.sources import RawDataConfig
@@ -48,36 +50,40 @@ def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -
 
 def lesion_masks_by_region(
     raw: RawDataConfig,
-    datasets: Sequence[str],
-    paths: Sequence[str],
+    rows: pd.DataFrame,
     image_size: int,
     regions: Sequence[str] = LESION_REGIONS,
 ) -> dict[str, list[np.ndarray | None]]:
-    """Ground-truth lesion masks of some images in model-input geometry, per region: for each
-    of ``regions``, one mask or None (no mask file) per image, from one read of each file.
+    """Ground-truth lesion masks of some images (`rows`: dataset, path, lesion_mask) in
+    model-input geometry, per region: for each of ``regions``, one mask or None (no mask)
+    per row, from one read of each file.
 
-    A region is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; masks
-    written before the halo was recorded give the core for both). Only images with a mask
-    file are decoded (the image decides the crop), so on real data, which has no masks,
-    this reads nothing.
+    A region is "core" (the lesion itself) or "whole_tumour" (core and oedema halo; binary
+    masks, and masks written before the halo was recorded, give the core for both). Only
+    images with a mask are decoded (the image decides the crop).
     """
     for region in regions:
         if region not in LESION_REGIONS:
             raise ValueError(
                 f"unknown lesion region {region!r}; expected one of {', '.join(LESION_REGIONS)}"
             )
-    if raw.lesion_masks_dir is None:
-        return {region: [None] * len(datasets) for region in regions}
     masks: dict[str, list[np.ndarray | None]] = {region: [] for region in regions}
-    roots = raw.roots
-    for dataset, relative in zip(datasets, paths, strict=True):
-        mask_file = lesion_mask_path(raw.lesion_masks_dir, roots[dataset].name, relative)
-        if not mask_file.exists():
+    roots, mask_roots = raw.roots, raw.mask_roots
+    recorded = rows["lesion_mask"] if "lesion_mask" in rows else [None] * len(rows)
+    for dataset, relative, mask in zip(rows["dataset"], rows["path"], recorded, strict=True):
+        if not isinstance(mask, str) or not mask:
             for region in regions:
                 masks[region].append(None)
             continue
+        mask_file = mask_roots[dataset] / mask
         labels = np.asarray(Image.open(mask_file).convert("L"))
         image = load_image(filesystem_path(roots[dataset], relative))
+        if (labels.shape[1], labels.shape[0]) != image.size:
+            raise ValueError(
+                f"lesion mask {mask_file} is {labels.shape[1]}x{labels.shape[0]} but its image "
+                f"{roots[dataset] / relative} is {image.size[0]}x{image.size[1]}: the files "
+                "changed since the manifest was scanned; materialize the manifest again"
+            )
         for region in regions:
             region_mask = labels > _REGION_THRESHOLD[region]
             masks[region].append(mask_to_model_geometry(image, region_mask, image_size))

@@ -2,7 +2,8 @@
 
 A row says what the file is (content hash, format, size, mode), which class its folder maps
 to, whose scan it is (`subject`, where the path says) and its lesion mask (`lesion_mask`,
-where one lies beside it), and whether it can be used (`status` ok / rejected / skipped, with
+where the dataset's mask convention finds one; `lesion_mask_problem` where one was found
+but cannot be used), and whether it can be used (`status` ok / rejected / skipped, with
 a `reason`). Nothing is dropped silently: a file that cannot be read is a `rejected` row, a
 file that is not an image at all, or a lesion mask, is a `skipped` row.
 """
@@ -24,6 +25,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps
 
 from brain_pipeline.core.data import subjects
+from brain_pipeline.core.data.mask_conventions import mask_size_problem
 from brain_pipeline.core.data.resaved import local_features
 from brain_pipeline.core.data.sources import (
     IMAGE_SUFFIXES,
@@ -49,6 +51,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("target_class", _TEXT),
         ("subject", _TEXT),
         ("lesion_mask", _TEXT),
+        ("lesion_mask_problem", _TEXT),
         ("sha256", _TEXT),
         ("format", _TEXT),
         ("width", _INT),
@@ -66,7 +69,7 @@ MANIFEST_SCHEMA = pa.schema(
 )
 MANIFEST_COLUMNS = list(MANIFEST_SCHEMA.names)
 # Read from the path and the dataset's settings on every scan, never reused from an old one.
-PATH_FACTS = ("source_label", "target_class", "subject", "lesion_mask")
+PATH_FACTS = ("source_label", "target_class", "subject", "lesion_mask", "lesion_mask_problem")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def _manifest_row(spec: DatasetSpec, relative: str, mask_for: str | None = None)
         "target_class": None,
         "subject": None,
         "lesion_mask": None,
+        "lesion_mask_problem": None,
         "sha256": None,
         "format": None,
         "width": None,
@@ -190,7 +194,8 @@ def _manifest_row(spec: DatasetSpec, relative: str, mask_for: str | None = None)
 
 def with_labels(row: dict, spec: DatasetSpec, relative: str, mask: str | None = None) -> dict:
     """Set the path facts (PATH_FACTS) from today's settings: the class map, the dataset's
-    subject pattern, the lesion mask beside the image (never reused from an old scan)."""
+    subject pattern, the image's lesion mask (never reused from an old scan; refused, with a
+    note naming it, where its size is not the image's)."""
     label = source_label(relative, spec.class_map)
     target = spec.class_map.get(label) if label else None
     row = {
@@ -199,7 +204,13 @@ def with_labels(row: dict, spec: DatasetSpec, relative: str, mask: str | None = 
         "target_class": target or None,
         "subject": subjects.subject_of(display_path(relative), spec.group_pattern),
         "lesion_mask": display_path(mask) if mask else None,
+        "lesion_mask_problem": None,
     }
+    if mask and row["status"] == "ok":
+        mask_file = spec.lesion_masks.root(spec.root) / mask
+        problem = mask_size_problem(mask_file, (row["width"], row["height"]))
+        if problem:
+            row.update(lesion_mask=None, lesion_mask_problem=problem)
     if row["status"] == "ok":
         if label is None:
             row["reason"] = "unmapped: no folder in its path names a known class"
@@ -228,7 +239,7 @@ def build_manifest(
     to_decode: list[tuple[int, DatasetSpec, str, str | None, str | None]] = []
     for spec in datasets:
         files = list(iter_dataset_files(spec.root))
-        mask_of, image_of = subjects.masks_beside_images(files, IMAGE_SUFFIXES)
+        mask_of, image_of = spec.lesion_masks.pair(spec.root, files, IMAGE_SUFFIXES)
         for relative in files:
             # A mask's row is never reused: an old scan may have taken it for an image.
             mask_for = (image_of[relative] or "") if relative in image_of else None
@@ -278,6 +289,9 @@ def manifest_summary(manifest: pd.DataFrame) -> dict:
         "unmapped_folders": sorted(
             {str(Path(p).parent) for p in unmapped["dataset"] + "/" + unmapped["path"]}
         ),
+        "n_lesion_masks": int(manifest["lesion_mask"].notna().sum()),
+        # A mask that was found but cannot be used, each naming the mask and its size.
+        "lesion_mask_problems": manifest["lesion_mask_problem"].dropna().tolist()[:20],
     }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from brain_pipeline.core.classes import ALZHEIMER, HEALTHY, TARGET_CLASSES, TUMOR
 from brain_pipeline.core.data import subjects
+from brain_pipeline.core.data.mask_conventions import MIRROR_FOLDER, MaskConvention
 
 # The original study's mapping, extended to the other common Kaggle layouts.
 DEFAULT_CLASS_MAP: dict[str, str] = {
@@ -77,18 +78,24 @@ class DatasetSpec:
     role: str = "training"
     # Finds the subject id in a file's path (subjects.py); None: the built-in layouts'.
     group_pattern: re.Pattern | None = None
+    # Where its lesion masks are (mask_conventions.py): beside the images by default.
+    lesion_masks: MaskConvention = field(default_factory=MaskConvention)
 
 
 @dataclass(frozen=True)
 class RawDataConfig:
     data_dir: Path
     datasets: tuple[DatasetSpec, ...]
-    lesion_masks_dir: Path | None
 
     @property
     def roots(self) -> dict[str, Path]:
         """Dataset name -> its root folder, to find a manifest row's file."""
         return {spec.name: spec.root for spec in self.datasets}
+
+    @property
+    def mask_roots(self) -> dict[str, Path]:
+        """Dataset name -> the folder its manifest rows' `lesion_mask` paths start from."""
+        return {spec.name: spec.lesion_masks.root(spec.root) for spec in self.datasets}
 
     def names(self, role: str) -> list[str]:
         """The datasets of one role ("training" or "external"), in declaration order."""
@@ -106,26 +113,35 @@ def load_raw_data_config(data_dir: Path) -> RawDataConfig:
     config_path = data_dir / CONFIG_FILE_NAME
     if not config_path.exists():
         datasets = tuple(
-            DatasetSpec(name=_asset_safe_name(child.name), root=child)
+            DatasetSpec(
+                name=_asset_safe_name(child.name),
+                root=child,
+                lesion_masks=_default_masks(data_dir, child),
+            )
             for child in sorted(data_dir.iterdir())
             if child.is_dir() and not child.name.startswith(("_", "."))
         )
-        masks = data_dir / "_lesion_masks"
-        return RawDataConfig(data_dir, datasets, masks if masks.is_dir() else None)
+        return RawDataConfig(data_dir, datasets)
     return _parse_config(data_dir, config_path)
+
+
+def _default_masks(data_dir: Path, root: Path) -> MaskConvention:
+    """Masks in the root's `_lesion_masks/<dataset folder>/` where it exists, else beside."""
+    mirror = data_dir / MIRROR_FOLDER / root.name
+    return MaskConvention(folder=mirror) if mirror.is_dir() else MaskConvention()
 
 
 # The keys datasets.toml knows, where they belong, and what each means (for the errors).
 TOP_LEVEL_KEYS = {
     "datasets": "one [datasets.NAME] table per dataset",
     "class_map": "folder name -> class, for every dataset",
-    "lesion_masks": "the folder of ground-truth lesion masks",
 }
 DATASET_KEYS = {
     "path": "the dataset's folder, relative to the raw-data root",
     "role": f"one of {', '.join(ROLES)}",
     "class_map": "folder name -> class for this dataset, over the top-level class_map",
     "group_pattern": "a regex whose (?P<subject>...) group reads the subject id from a path",
+    "lesion_masks": '{suffix = "_mask"} (beside the images) or {folder = "PATH"} (a mirror)',
 }
 
 
@@ -147,11 +163,7 @@ def _parse_config(data_dir: Path, config_path: Path) -> RawDataConfig:
         raise DatasetConfigError(
             f"{config_path}: every dataset is external; at least one must be for training"
         )
-    masks_setting = raw.get("lesion_masks")
-    if masks_setting is not None and not isinstance(masks_setting, str):
-        raise DatasetConfigError(f"{config_path}: lesion_masks must be a folder name (a string)")
-    masks = data_dir / masks_setting if masks_setting else None
-    return RawDataConfig(data_dir, tuple(datasets), masks)
+    return RawDataConfig(data_dir, tuple(datasets))
 
 
 def _dataset_spec(
@@ -188,7 +200,32 @@ def _dataset_spec(
         class_map=own_map,
         role=role,
         group_pattern=pattern,
+        lesion_masks=_mask_convention(data_dir, config_path, name, table, root),
     )
+
+
+def _mask_convention(
+    data_dir: Path, config_path: Path, name: str, table: dict, root: Path
+) -> MaskConvention:
+    """The dataset's `lesion_masks`: {suffix = "..."} or {folder = "..."}, else the default."""
+    setting = table.get("lesion_masks")
+    if setting is None:
+        return _default_masks(data_dir, root)
+    where = f"{config_path}: [datasets.{name}] lesion_masks"
+    if not isinstance(setting, dict) or len(setting) != 1 or set(setting) - {"suffix", "folder"}:
+        raise DatasetConfigError(
+            f'{where} must be {{suffix = "_mask"}} (masks beside the images) or '
+            f'{{folder = "PATH"}} (a folder mirroring the image tree), got {setting!r}'
+        )
+    ((kind, value),) = setting.items()
+    if not isinstance(value, str) or not value:
+        raise DatasetConfigError(f"{where}: {kind} must be a non-empty string, got {value!r}")
+    if kind == "suffix":
+        return MaskConvention(suffix=value)
+    folder = data_dir / value
+    if not folder.is_dir():
+        raise DatasetConfigError(f"{where}: folder {folder} does not exist")
+    return MaskConvention(folder=folder)
 
 
 def _class_map(config_path: Path, table: dict, where: str, base: dict[str, str]) -> dict[str, str]:
@@ -267,19 +304,29 @@ def iter_dataset_files(root: Path) -> Iterator[str]:
     yield from sorted(found)
 
 
-def dataset_fingerprint(root: Path) -> str:
-    """A cheap content fingerprint: sha256 over (path, size, mtime) of every file.
+def dataset_fingerprint(root: Path, mask_folder: Path | None = None) -> str:
+    """A cheap content fingerprint: sha256 over (path, size, mtime) of every file, and of
+    every file of the dataset's lesion-mask folder where it lies outside `root`.
 
     Used as the Dagster data version of a raw dataset, so any added, removed or rewritten file
-    changes it without reading image bytes.
+    (or mask) changes it without reading image bytes.
     """
     digest = hashlib.sha256()
-    for relative in iter_dataset_files(root):
-        stat = (Path(root) / relative).stat()
-        digest.update(os.fsencode(relative) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    folders = [("", Path(root))]
+    if mask_folder is not None and not Path(mask_folder).resolve().is_relative_to(
+        Path(root).resolve()
+    ):
+        folders.append((f"{MIRROR_FOLDER}/", Path(mask_folder)))
+    for prefix, folder in folders:
+        for relative in iter_dataset_files(folder):
+            stat = (folder / relative).stat()
+            entry = f"{prefix}{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+            digest.update(os.fsencode(entry))
     return digest.hexdigest()[:16]
 
 
 def dataset_fingerprints(raw: RawDataConfig) -> dict[str, str]:
     """Each configured dataset's fingerprint, by dataset name."""
-    return {spec.name: dataset_fingerprint(spec.root) for spec in raw.datasets}
+    return {
+        spec.name: dataset_fingerprint(spec.root, spec.lesion_masks.folder) for spec in raw.datasets
+    }

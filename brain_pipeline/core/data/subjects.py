@@ -1,17 +1,14 @@
-"""What a file's name says beyond its class: whose scan it is, and whether it is a lesion mask.
+"""What a file's name says beyond its class: whose scan it is.
 
 Slices of one subject look alike and must never be split across train, validation and test.
 Where a download's names carry a subject or scan id, a regular expression with a named group
 `subject` finds it: the dataset's `group_pattern` in datasets.toml, else the built-in
-patterns of the layouts this project knows. A file whose name ends in `_mask` (any image
-suffix) is a lesion mask, never an image to learn from; it belongs to the image beside it.
+patterns of the layouts this project knows. (Lesion masks: mask_conventions.py.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from pathlib import PurePosixPath
 
 SUBJECT_GROUP = "subject"
 # The layouts whose names carry a subject id, and how to read it (searched in the path
@@ -22,7 +19,6 @@ BUILT_IN_PATTERNS: dict[str, re.Pattern] = {
     # LGG segmentation (kaggle_3m): TCGA_<institution>_<patient>_<date>/<...>_<slice>.png.
     "tcga_patient": re.compile(r"(?:^|/)(?P<subject>TCGA_[A-Za-z0-9]+_[A-Za-z0-9]+)_\d{8}/"),
 }
-MASK_SUFFIX = "_mask"
 
 
 def compile_group_pattern(pattern: object) -> re.Pattern:
@@ -51,34 +47,3 @@ def subject_of(relative_path: str, pattern: re.Pattern | None = None) -> str | N
         if found and found.group(SUBJECT_GROUP):
             return found.group(SUBJECT_GROUP)
     return None
-
-
-def is_lesion_mask(relative_path: str) -> bool:
-    return PurePosixPath(relative_path.replace("\\", "/")).stem.lower().endswith(MASK_SUFFIX)
-
-
-def masks_beside_images(
-    relative_paths: Iterable[str], image_suffixes: Iterable[str]
-) -> tuple[dict[str, str], dict[str, str | None]]:
-    """Pair lesion masks with their images: (image -> its mask, mask -> its image or None).
-
-    `<folder>/<stem>_mask.<any image suffix>` belongs to `<folder>/<stem>.<any image suffix>`.
-    """
-    suffixes = {suffix.lower() for suffix in image_suffixes}
-    images: dict[tuple[str, str], str] = {}
-    masks = []
-    for relative in relative_paths:
-        path = PurePosixPath(relative.replace("\\", "/"))
-        if path.suffix.lower() not in suffixes:
-            continue
-        if is_lesion_mask(relative):
-            masks.append((relative, path))
-        else:
-            images[(str(path.parent), path.stem.lower())] = relative
-    mask_of, image_of = {}, {}
-    for relative, path in masks:
-        image = images.get((str(path.parent), path.stem[: -len(MASK_SUFFIX)].lower()))
-        image_of[relative] = image
-        if image is not None:
-            mask_of[image] = relative
-    return mask_of, image_of

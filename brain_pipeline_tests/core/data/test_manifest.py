@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from brain_pipeline.core.data.manifest import build_manifest, manifest_summary
+from brain_pipeline.core.data.mask_conventions import MaskConvention
 from brain_pipeline.core.data.sources import DatasetSpec
 from brain_pipeline_tests.hostile_files import EXPECTED_STATUS, jpeg, png, write_hostile_dataset
 from brain_pipeline_tests.layouts import write_adni_layout, write_kaggle_3m_layout
@@ -117,6 +118,51 @@ def test_lesion_masks_are_recorded_with_their_image_never_as_images(tmp_path: Pa
     assert set(images["status"]) == {"ok"} and set(images["target_class"]) == {"tumor_brain"}
     assert list(images["lesion_mask"]) == [p.replace(".png", "_mask.png") for p in images["path"]]
     assert set(images["subject"]) == set(patients)
+
+
+def _mirrored_layout(root: Path, mask_root: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    """Images `yes/<name>.jpg` (40x40) under `root`, masks `yes/<name>.png` of the given
+    sizes under `mask_root`."""
+    (root / "yes").mkdir(parents=True, exist_ok=True)
+    (mask_root / "yes").mkdir(parents=True, exist_ok=True)
+    for name in ("a", "b", "c"):
+        (root / "yes" / f"{name}.jpg").write_bytes(jpeg(ord(name), size=(40, 40)))
+    for name, size in sizes.items():
+        (mask_root / "yes" / f"{name}.png").write_bytes(png(Image.new("L", size, 255)))
+
+
+def test_masks_in_a_mirror_folder_are_found_and_one_of_another_size_is_refused(
+    tmp_path: Path,
+) -> None:
+    _mirrored_layout(tmp_path / "set", tmp_path / "masks", {"a": (40, 40), "b": (40, 39)})
+    spec = DatasetSpec(
+        "set", tmp_path / "set", lesion_masks=MaskConvention(folder=tmp_path / "masks")
+    )
+    manifest, _ = build_manifest([spec])
+    by_path = manifest.set_index("path")
+    assert set(manifest["status"]) == {"ok"} and len(manifest) == 3  # masks are not rows here
+    assert by_path.loc["yes/a.jpg", "lesion_mask"] == "yes/a.png"
+    assert pd.isna(by_path.loc["yes/b.jpg", "lesion_mask"])  # refused: its size differs
+    problem = by_path.loc["yes/b.jpg", "lesion_mask_problem"]
+    mask_file = tmp_path / "masks" / "yes" / "b.png"
+    assert problem == f"lesion mask {mask_file} is 40x39 but its image is 40x40: not used"
+    assert pd.isna(by_path.loc["yes/c.jpg", "lesion_mask"])  # no mask at all: no problem
+    assert pd.isna(by_path.loc["yes/c.jpg", "lesion_mask_problem"])
+    summary = manifest_summary(manifest)
+    assert summary["n_lesion_masks"] == 1 and summary["lesion_mask_problems"] == [problem]
+
+
+def test_a_mirror_folder_inside_the_dataset_holds_masks_not_images(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    _mirrored_layout(root, root / "masks", {"a": (40, 40), "orphan": (40, 40)})
+    spec = DatasetSpec("set", root, lesion_masks=MaskConvention(folder=root / "masks"))
+    manifest, _ = build_manifest([spec])
+    by_path = manifest.set_index("path")
+    assert by_path.loc["yes/a.jpg", "lesion_mask"] == "yes/a.png"
+    assert by_path.loc["masks/yes/a.png", "status"] == "skipped"
+    assert by_path.loc["masks/yes/a.png", "reason"] == "lesion mask of yes/a.jpg"
+    assert by_path.loc["masks/yes/orphan.png", "reason"] == "lesion mask with no image beside it"
+    assert (manifest["status"] == "ok").sum() == 3  # the three images, no mask among them
 
 
 def test_the_adni_layout_maps_both_classes_and_names_each_scan(tmp_path: Path) -> None:

@@ -25,11 +25,16 @@ def test_label_comes_from_the_deepest_known_folder() -> None:
 
 def test_discovery_without_config_skips_private_folders(tmp_path: Path) -> None:
     (tmp_path / "Kaggle Set-1" / "yes").mkdir(parents=True)
-    (tmp_path / "_lesion_masks").mkdir()
+    (tmp_path / "other" / "no").mkdir(parents=True)
+    (tmp_path / "_lesion_masks" / "Kaggle Set-1").mkdir(parents=True)
     (tmp_path / ".cache").mkdir()
     config = load_raw_data_config(tmp_path)
-    assert [spec.name for spec in config.datasets] == ["kaggle_set_1"]
-    assert config.lesion_masks_dir == tmp_path / "_lesion_masks"
+    assert [spec.name for spec in config.datasets] == ["kaggle_set_1", "other"]
+    # A mirror folder under _lesion_masks/ for a dataset; masks beside the images otherwise.
+    assert config.mask_roots == {
+        "kaggle_set_1": tmp_path / "_lesion_masks" / "Kaggle Set-1",
+        "other": tmp_path / "other",
+    }
 
 
 def test_config_overrides_mapping_and_reports_errors(tmp_path: Path) -> None:
@@ -92,8 +97,21 @@ def test_a_dataset_table_may_carry_its_own_class_map(tmp_path: Path) -> None:
             r"unknown key 'role' at the top level \(it belongs in a \[datasets.NAME\] table\)",
         ),
         (
+            'lesion_masks = "masks"\n[datasets.a]\n',
+            r"unknown key 'lesion_masks' at the top level \(it belongs in a \[datasets.NAME\]",
+        ),
+        (
             '[datasets.a]\nlesion_masks = "masks"\n',
-            r"unknown key 'lesion_masks' in \[datasets.a\] \(it belongs at the top level",
+            r"\[datasets.a\] lesion_masks must be \{suffix = \"_mask\"\} .* got 'masks'",
+        ),
+        (
+            '[datasets.a]\nlesion_masks = {suffix = "_seg", folder = "m"}\n',
+            r"\[datasets.a\] lesion_masks must be",
+        ),
+        ('[datasets.a]\nlesion_masks = {suffix = ""}\n', r"suffix must be a non-empty string"),
+        (
+            '[datasets.a]\nlesion_masks = {folder = "nowhere"}\n',
+            r"\[datasets.a\] lesion_masks: folder .*nowhere does not exist",
         ),
         ('[datasets.a]\nfolder = "a"\n', r"unknown key 'folder' in \[datasets.a\]\. Keys in"),
         ("[datasets.a]\npath = 3\n", r"\[datasets.a\] path must be a string, got 3"),
@@ -126,3 +144,21 @@ def test_a_dataset_may_name_its_subject_pattern_and_a_bad_one_is_refused(tmp_pat
         expected = rf"datasets.toml: dataset 'cohort': .*{message}"
         with pytest.raises(DatasetConfigError, match=expected):
             load_raw_data_config(tmp_path)
+
+
+def test_a_dataset_names_its_mask_convention_and_its_mask_folder_counts_in_its_version(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "seg" / "yes").mkdir(parents=True)
+    (tmp_path / "mirror" / "yes").mkdir(parents=True)
+    (tmp_path / "seg" / "yes" / "a.png").write_bytes(b"x")
+    (tmp_path / "datasets.toml").write_text(
+        '[datasets.seg]\nlesion_masks = {suffix = "_seg"}\n'
+        '[datasets.mirrored]\npath = "seg"\nlesion_masks = {folder = "mirror"}\n'
+    )
+    seg, mirrored = load_raw_data_config(tmp_path).datasets
+    assert (seg.lesion_masks.suffix, seg.lesion_masks.folder) == ("_seg", None)
+    assert mirrored.lesion_masks.folder == tmp_path / "mirror"
+    before = dataset_fingerprint(mirrored.root, mirrored.lesion_masks.folder)
+    (tmp_path / "mirror" / "yes" / "a.png").write_bytes(b"mask")
+    assert dataset_fingerprint(mirrored.root, mirrored.lesion_masks.folder) != before

@@ -6,13 +6,9 @@ import re
 
 import pytest
 
+from brain_pipeline.core.data.mask_conventions import is_lesion_mask, masks_beside_images
 from brain_pipeline.core.data.sources import IMAGE_SUFFIXES
-from brain_pipeline.core.data.subjects import (
-    compile_group_pattern,
-    is_lesion_mask,
-    masks_beside_images,
-    subject_of,
-)
+from brain_pipeline.core.data.subjects import compile_group_pattern, subject_of
 
 
 @pytest.mark.parametrize(
@@ -74,6 +70,11 @@ def test_lesion_masks_pair_with_the_image_beside_them() -> None:
         "TCGA_B/TCGA_A_1_mask.png": None,
     }
     assert is_lesion_mask("x/y_mask.jpeg") and not is_lesion_mask("x/masking.png")
+    # another ending, as a dataset's lesion_masks = {suffix = "_seg"} gives
+    mask_of, _ = masks_beside_images(
+        ["a/1.png", "a/1_seg.png", "a/2_mask.png"], IMAGE_SUFFIXES, "_seg"
+    )
+    assert mask_of == {"a/1.png": "a/1_seg.png"}
 
 
 def test_the_built_in_patterns_have_a_subject_group() -> None:
