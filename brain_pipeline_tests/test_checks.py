@@ -224,6 +224,7 @@ SOUND_SCORES = {
     "pointing_game_whole_tumour": 0.85,
     "pointing_game_whole_tumour_chance": 0.2,
     "heat_in_whole_tumour": 0.1,
+    "centre_baseline_pointing_game_whole_tumour": 0.5,
 }
 
 
@@ -245,6 +246,7 @@ def test_explanation_sanity(instance, tmp_path: Path, change: dict) -> None:
         ({"pointing_game_whole_tumour": 0.6}, "pointing_game_met"),
         ({"heat_in_brain": 0.5}, "heat_in_brain_met"),
         ({"deletion_auc": 0.5}, "deletion_met"),
+        ({"centre_baseline_pointing_game_whole_tumour": 0.9}, "beats_centre_baseline"),
     ],
 )
 def test_explanation_targets_on_the_whole_tumour(

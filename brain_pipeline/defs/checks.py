@@ -157,18 +157,21 @@ def explanation_sanity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckR
 @dg.asset_check(
     asset="gradcam_gallery",
     description=(
-        f"Pointing game on the whole tumour >= {MIN_POINTING_GAME}, heat in brain >= "
-        f"{MIN_HEAT_IN_BRAIN}, deletion <= {MAX_DELETION_VS_RANDOM} x random maps"
+        f"Pointing game on the whole tumour >= {MIN_POINTING_GAME} and above a map peaking at "
+        f"the brain's centre, heat in brain >= {MIN_HEAT_IN_BRAIN}, deletion <= "
+        f"{MAX_DELETION_VS_RANDOM} x random maps"
     ),
 )
 def explanation_targets(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     scores = read_json(_artifact(context, "gradcam_gallery"))
     pointing = scores.get("pointing_game_whole_tumour")  # None: no lesion masks (real data)
     deletion_ratio = scores["deletion_auc"] / scores["deletion_auc_random"]
+    centre = scores.get("centre_baseline_pointing_game_whole_tumour")
     verdicts = {
         "heat_in_brain_met": scores["heat_in_brain"] >= MIN_HEAT_IN_BRAIN,
         "deletion_met": deletion_ratio <= MAX_DELETION_VS_RANDOM,
         "pointing_game_met": pointing is None or pointing >= MIN_POINTING_GAME,
+        "beats_centre_baseline": pointing is None or centre is None or pointing > centre,
     }
     figures = {
         key: scores.get(key)
@@ -178,6 +181,9 @@ def explanation_targets(context: dg.AssetCheckExecutionContext) -> dg.AssetCheck
             "pointing_game",
             "pointing_game_chance",
             "heat_in_whole_tumour",
+            "whole_tumour_area_fraction",
+            "top5_in_whole_tumour",
+            "centre_baseline_pointing_game_whole_tumour",
             "heat_in_brain",
         )
     }

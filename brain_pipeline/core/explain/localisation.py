@@ -66,3 +66,46 @@ def peak_distance_px(heatmap: np.ndarray, lesion_mask: np.ndarray) -> float:
         return float("inf")
     peak = np.unravel_index(np.argmax(heat), heat.shape)
     return float(np.hypot(*(lesion - np.asarray(peak)).T).min())
+
+
+def lesion_area_fraction(lesion_mask: np.ndarray, brain: np.ndarray) -> float:
+    """The lesion's share of the brain: the heat share a map spread evenly over the brain
+    would put in the lesion (what `heat_share` in the lesion is measured against)."""
+    lesion = np.asarray(lesion_mask, bool).squeeze()
+    brain = np.asarray(brain, bool).squeeze()
+    return float((lesion & brain).sum() / brain.sum()) if brain.any() else 0.0
+
+
+# The share of the hottest pixels `top_heat_in_lesion` looks at.
+TOP_HEAT_SHARE = 0.05
+
+
+def top_heat_in_lesion(
+    heatmap: np.ndarray, lesion_mask: np.ndarray, brain: np.ndarray, share: float = TOP_HEAT_SHARE
+) -> float:
+    """Of the hottest `share` of the brain's pixels, the fraction inside the lesion (0.0 for
+    an empty map). Unlike the pointing game it asks of the map's whole peak region, not one
+    pixel; its chance level is the lesion's area fraction."""
+    heat = np.asarray(heatmap, np.float64).squeeze()
+    brain = np.asarray(brain, bool).squeeze()
+    lesion = np.asarray(lesion_mask, bool).squeeze()
+    if heat.max() <= 0 or not brain.any():
+        return 0.0
+    inside = heat[brain]
+    n_top = max(1, round(share * inside.size))
+    top = np.argsort(inside, kind="stable")[-n_top:]
+    return float(lesion[brain][top].mean())
+
+
+def brain_centre_map(brain: np.ndarray) -> np.ndarray:
+    """A baseline map that knows only where the brain is: a Gaussian at the brain's centre
+    of mass (sigma a quarter of its larger extent), zero outside the brain. A map that beats
+    it points at something more than the middle of the head."""
+    brain = np.asarray(brain, bool).squeeze()
+    if not brain.any():
+        return np.zeros(brain.shape, np.float32)
+    rows, cols = np.nonzero(brain)
+    sigma = max(np.ptp(rows), np.ptp(cols), 1) / 4
+    y, x = np.indices(brain.shape)
+    distance = (y - rows.mean()) ** 2 + (x - cols.mean()) ** 2
+    return (np.exp(-distance / (2 * sigma**2)) * brain).astype(np.float32)

@@ -17,10 +17,13 @@ from brain_pipeline.core.explain.faithfulness import (
 )
 from brain_pipeline.core.explain.heatmaps import as_image_batch, gradcam, random_heatmaps
 from brain_pipeline.core.explain.localisation import (
+    brain_centre_map,
     heat_share,
+    lesion_area_fraction,
     pointing_game_chance,
     pointing_game_hit,
     pointing_tolerance_px,
+    top_heat_in_lesion,
 )
 from brain_pipeline.core.imaging.brain_mask import brain_mask
 
@@ -50,6 +53,15 @@ class ExplanationScores:
     pointing_game_whole_tumour: float | None = None
     pointing_game_whole_tumour_chance: float | None = None
     heat_in_whole_tumour: float | None = None
+    # Against the lesion's area: the heat share a map spread evenly over the brain puts in
+    # it (heat_in_lesion's chance level), the share of the hottest 5% of the brain's pixels
+    # that lie in it, and the pointing game of a Gaussian at the brain's centre.
+    lesion_area_fraction: float | None = None
+    top5_in_lesion: float | None = None
+    centre_baseline_pointing_game: float | None = None
+    whole_tumour_area_fraction: float | None = None
+    top5_in_whole_tumour: float | None = None
+    centre_baseline_pointing_game_whole_tumour: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -129,7 +141,7 @@ def score_explanations(
     whole = (
         _localisation(lesion_maps, [lesions.whole_tumour[i] for i in lesioned], brains)
         if lesions.whole_tumour is not None
-        else _Localisation(None, None, None)
+        else _Localisation(*[None] * len(_Localisation._fields))
     )
     return ExplanationScores(
         deletion_auc=_mean(perturbed["deletion_blur"]),
@@ -150,6 +162,12 @@ def score_explanations(
         pointing_game_whole_tumour=whole.pointing_game,
         pointing_game_whole_tumour_chance=whole.chance,
         heat_in_whole_tumour=whole.heat_share,
+        lesion_area_fraction=core.area_fraction,
+        top5_in_lesion=core.top5,
+        centre_baseline_pointing_game=core.centre_pointing_game,
+        whole_tumour_area_fraction=whole.area_fraction,
+        top5_in_whole_tumour=whole.top5,
+        centre_baseline_pointing_game_whole_tumour=whole.centre_pointing_game,
     )
 
 
@@ -209,21 +227,28 @@ class _Localisation(NamedTuple):
     pointing_game: float | None
     chance: float | None
     heat_share: float | None
+    area_fraction: float | None
+    top5: float | None
+    centre_pointing_game: float | None
 
 
 def _localisation(
     heatmaps: np.ndarray, masks: list[np.ndarray | None], brains: list[np.ndarray]
 ) -> _Localisation:
-    """Pointing game, its chance rate and heat share of maps against their masks (None skipped)."""
+    """Pointing game, its chance rate, heat share and the rest of `_Localisation` of maps
+    against their masks (None skipped), and the brain-centre baseline's pointing game."""
     triples = [
         (h, np.asarray(m, bool), b)
         for h, m, b in zip(heatmaps, masks, brains, strict=True)
         if m is not None and np.any(m)
     ]
     if not triples:
-        return _Localisation(None, None, None)
+        return _Localisation(*[None] * len(_Localisation._fields))
     return _Localisation(
         _mean([pointing_game_hit(h, m) for h, m, _ in triples]),
         _mean([pointing_game_chance(m, b) for _, m, b in triples]),
         _mean([heat_share(h, m) for h, m, _ in triples]),
+        _mean([lesion_area_fraction(m, b) for _, m, b in triples]),
+        _mean([top_heat_in_lesion(h, m, b) for h, m, b in triples]),
+        _mean([pointing_game_hit(brain_centre_map(b), m) for _, m, b in triples]),
     )

@@ -7,11 +7,14 @@ import pytest
 
 from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import (
+    brain_centre_map,
     heat_share,
+    lesion_area_fraction,
     peak_distance_px,
     pointing_game_chance,
     pointing_game_hit,
     pointing_tolerance_px,
+    top_heat_in_lesion,
 )
 from brain_pipeline.core.imaging.brain_mask import dilate
 
@@ -70,3 +73,24 @@ def test_pointing_game_chance_is_the_share_of_brain_near_the_lesion():
     left[:, :5] = True  # only the neighbour at column 4 lies in this brain
     assert pointing_game_chance(lesion, left, tolerance_px=1) == pytest.approx(1 / 50)
     assert pointing_game_chance(lesion, np.zeros((10, 10), bool)) == 0.0
+
+
+def test_area_fraction_top_heat_and_the_brain_centre_baseline():
+    brain = np.zeros((40, 40), bool)
+    brain[5:35, 5:35] = True  # 900 px
+    lesion = np.zeros((40, 40), bool)
+    lesion[8:14, 8:14] = True  # 36 px in a corner of the brain
+    assert lesion_area_fraction(lesion, brain) == pytest.approx(36 / 900)
+    assert lesion_area_fraction(lesion, np.zeros_like(brain)) == 0.0
+    on_lesion = np.zeros((40, 40), np.float32)
+    on_lesion[9:13, 9:13] = 1.0  # 16 hottest px, all in the lesion
+    on_lesion[20, 20] = 0.5
+    assert top_heat_in_lesion(on_lesion, lesion, brain, share=16 / 900) == 1.0
+    # 45 px (5%): the 16 in the lesion, the centre pixel, then 28 pixels of zero heat, the
+    # last in the brain's order (its bottom rows, outside the lesion).
+    assert top_heat_in_lesion(on_lesion, lesion, brain) == pytest.approx(16 / 45)
+    assert top_heat_in_lesion(np.zeros((40, 40)), lesion, brain) == 0.0
+    centre = brain_centre_map(brain)
+    assert centre[20, 20] == centre.max() and centre[~brain].max() == 0
+    assert top_heat_in_lesion(centre, lesion, brain) == 0.0  # the corner lesion is missed
+    assert brain_centre_map(np.zeros((4, 4), bool)).max() == 0

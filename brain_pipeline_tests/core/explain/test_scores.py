@@ -33,6 +33,10 @@ def test_score_explanations(model, test_data):
     assert scores.pointing_game_chance is not None
     assert scores.pointing_game > scores.pointing_game_chance + 0.3
     assert scores.heat_in_lesion is not None and scores.heat_in_lesion > 0.05
+    # Against the lesion's area, its top heat, and a map at the brain's centre.
+    assert scores.heat_in_lesion > scores.lesion_area_fraction > 0
+    assert scores.top5_in_lesion > scores.lesion_area_fraction
+    assert scores.pointing_game > scores.centre_baseline_pointing_game
     data = scores.as_dict()
     assert set(data) >= {"deletion_auc", "pointing_game", "n_with_lesion_mask"}
     # Only the whole-tumour figures are missing: no whole-tumour masks were given.
@@ -41,6 +45,9 @@ def test_score_explanations(model, test_data):
         "pointing_game_whole_tumour",
         "pointing_game_whole_tumour_chance",
         "heat_in_whole_tumour",
+        "whole_tumour_area_fraction",
+        "top5_in_whole_tumour",
+        "centre_baseline_pointing_game_whole_tumour",
     }
     assert all(isinstance(data[k], float | int) for k in set(data) - missing)
     assert data["pointing_tolerance_px"] == pointing_tolerance_px(images.shape[1])
