@@ -215,6 +215,23 @@ def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun
     assert scores["heat_in_whole_tumour"] >= scores["heat_in_lesion"]
     assert 0.0 < scores["pointing_game_chance"] <= scores["pointing_game_whole_tumour_chance"] < 1
     assert scores["pointing_tolerance_px"] == 3  # 15 px at 224 px -> 3 px at 48 px
+    # Per dataset with masks in the test split (the phantoms' mirror folder, the LGG-like
+    # set's masks beside its images), each figure with an interval over patients.
+    tested = splits[test_tumours & splits["lesion_mask"].notna()]
+    by_dataset = scores["localisation_by_dataset"]
+    assert set(by_dataset) <= set(tested["dataset"]) and set(by_dataset) & {
+        "synth_navoneel",
+        "synth_preetviradiya",
+    }
+    # Whole-tumour masks that survive the resize (each holds its core: no fewer than those).
+    total = sum(row["n_images"] for row in by_dataset.values())
+    assert scores["n_with_lesion_mask"] <= total <= len(tested)
+    for row in by_dataset.values():
+        for figure in ("pointing_game", "energy_in_lesion", "top5_in_lesion"):
+            assert row[figure]["low"] <= row[figure]["estimate"] <= row[figure]["high"]
+        assert 0 < row["lesion_area_fraction"]["estimate"] < 1
+        assert 1 <= row["n_patients"] <= row["n_images"]
+    assert gallery["localisation_by_dataset"].value == by_dataset
     record = json.loads(
         (materialized.path("trained_model").parent / "preprocessing.json").read_text()
     )

@@ -6,6 +6,7 @@ import numpy as np
 from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.classes import TARGET_CLASSES
+from brain_pipeline.core.data import subjects
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.explain.gallery import (
     GallerySettings,
@@ -63,6 +64,7 @@ def gradcam_gallery(
             lesion_masks_by_region(inputs.raw, test, preprocessing.image_size),
             config.to_core(),
             skull_stripped=preprocessing.skull_strip,
+            owners=subjects.patients_of(test),
         )
     chosen, probabilities, scores = explained.chosen, explained.probabilities, explained.scores
     predicted = probabilities.argmax(axis=1)
@@ -80,6 +82,7 @@ def gradcam_gallery(
         step.folder / artifact_names.SCORES,
         {
             **scores,
+            "localisation_by_dataset": explained.localisation_by_dataset,
             "method": config.method,
             "model_version": model_version,
             "galleries": [f"{name}.png" for name in figures],
@@ -91,6 +94,12 @@ def gradcam_gallery(
             "model_version": model_version,
             "method": config.method,
             **{key: value for key, value in scores.items() if value is not None},
+            **_by_dataset_metadata(explained.localisation_by_dataset),
             **galleries,
         }
     )
+
+
+def _by_dataset_metadata(by_dataset: dict) -> dict:
+    """Per dataset with lesion masks: its localisation figures, as JSON metadata."""
+    return {"localisation_by_dataset": dg.MetadataValue.json(by_dataset)} if by_dataset else {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 SUBJECT_GROUP = "subject"
 # The layouts whose names carry a subject id, and how to read it (searched in the path
 # relative to the dataset's folder).
@@ -47,3 +49,14 @@ def subject_of(relative_path: str, pattern: re.Pattern | None = None) -> str | N
         if found and found.group(SUBJECT_GROUP):
             return found.group(SUBJECT_GROUP)
     return None
+
+
+def patients_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each index row's dataset and patient: the first subject its file names give, else its
+    near-duplicate group (the pipeline's stand-in for a subject)."""
+    named = rows["subjects"] if "subjects" in rows else [[]] * len(rows)
+    patient = [
+        str(names[0]) if len(names) else f"group:{group}"
+        for names, group in zip(named, rows["group_id"], strict=True)
+    ]
+    return pd.DataFrame({"dataset": rows["dataset"].to_numpy(), "patient": patient})

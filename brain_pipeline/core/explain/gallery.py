@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+import pandas as pd
 
 from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
 from brain_pipeline.core.explain.heatmaps import gradcam
-from brain_pipeline.core.explain.scores import Lesions, MapSettings, score_explanations
+from brain_pipeline.core.explain.scores import (
+    Lesions,
+    MapSettings,
+    localisation_by_dataset,
+    score_explanations,
+)
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.core.plots import render_gallery
 
@@ -78,6 +84,8 @@ class ExplainedTestSet:
     chosen: np.ndarray  # indices of the gallery images
     heatmaps: np.ndarray  # one map per chosen image
     scores: dict  # ExplanationScores.as_dict()
+    # Per dataset with lesion masks: each localisation figure with its interval over patients.
+    localisation_by_dataset: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,12 +109,14 @@ def explain_test_set(
     lesion_regions: dict[str, list[np.ndarray | None]],
     settings: GallerySettings,
     skull_stripped: bool,
+    owners: pd.DataFrame | None = None,
 ) -> ExplainedTestSet:
     """Predict the test images, map the gallery's, and score the maps.
 
     Faithfulness and sanity are scored on the gallery images; localisation on every image
     with a lesion mask (`lesion_regions["core"]` / `["whole_tumour"]`, None where absent),
-    on the tumour class's maps.
+    on the tumour class's maps: overall, and per dataset on the whole tumour with intervals
+    over patients where `owners` (one row per image: `dataset`, `patient`) is given.
     """
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
@@ -119,13 +129,36 @@ def explain_test_set(
         method=settings.method,
     )
     lesioned = [i for i, mask in enumerate(lesion_regions["core"]) if mask is not None]
-    lesions = Lesions(
-        masks=[lesion_regions["core"][i] for i in lesioned],
-        whole_tumour=[lesion_regions["whole_tumour"][i] for i in lesioned],
-        images=images[lesioned],
-        target_class=TARGET_CLASSES.index(TUMOR),
-    )
+    lesions = _tumour_lesions(model, images, lesion_regions, lesioned, settings)
     scores = score_explanations(
         model, images[chosen], heatmaps, predicted[chosen], settings.maps(skull_stripped), lesions
     )
-    return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict())
+    by_dataset = {}
+    if owners is not None and lesioned:
+        by_dataset = localisation_by_dataset(
+            lesions.maps,
+            lesions.whole_tumour,
+            images[lesioned],
+            owners.iloc[lesioned],
+            skull_stripped,
+        )
+    return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict(), by_dataset)
+
+
+def _tumour_lesions(model, images, lesion_regions, lesioned: list[int], settings) -> Lesions:
+    """The lesioned images' masks and their tumour-class maps (the pointing game's protocol:
+    the ground-truth class's evidence, whatever the model predicted)."""
+    tumour = TARGET_CLASSES.index(TUMOR)
+    return Lesions(
+        masks=[lesion_regions["core"][i] for i in lesioned],
+        whole_tumour=[lesion_regions["whole_tumour"][i] for i in lesioned],
+        images=images[lesioned],
+        target_class=tumour,
+        maps=gradcam(
+            model,
+            images[lesioned],
+            np.full(len(lesioned), tumour),
+            layer_name=settings.layer_name,
+            method=settings.method,
+        ),
+    )

@@ -7,6 +7,7 @@ tolerance of the lesion; its chance rate is what a peak placed at random in the 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from brain_pipeline.core.imaging.brain_mask import dilate
 
@@ -109,3 +110,36 @@ def brain_centre_map(brain: np.ndarray) -> np.ndarray:
     y, x = np.indices(brain.shape)
     distance = (y - rows.mean()) ** 2 + (x - cols.mean()) ** 2
     return (np.exp(-distance / (2 * sigma**2)) * brain).astype(np.float32)
+
+
+def localisation_rows(
+    heatmaps: np.ndarray, masks: list[np.ndarray], brains: list[np.ndarray]
+) -> pd.DataFrame:
+    """One row per (map, lesion mask, brain mask): each localisation figure of that image
+    (the pointing games as 0/1), so that any set of them can be averaged or resampled."""
+    rows = []
+    for heat, mask, brain in zip(heatmaps, masks, brains, strict=True):
+        lesion = np.asarray(mask, bool)
+        rows.append(
+            {
+                "pointing_game": float(pointing_game_hit(heat, lesion)),
+                "pointing_game_chance": pointing_game_chance(lesion, brain),
+                "energy_in_lesion": heat_share(heat, lesion),
+                "lesion_area_fraction": lesion_area_fraction(lesion, brain),
+                "top5_in_lesion": top_heat_in_lesion(heat, lesion, brain),
+                "centre_baseline_pointing_game": float(
+                    pointing_game_hit(brain_centre_map(brain), lesion)
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=LOCALISATION_FIGURES)
+
+
+LOCALISATION_FIGURES = (
+    "pointing_game",
+    "pointing_game_chance",
+    "energy_in_lesion",
+    "lesion_area_fraction",
+    "top5_in_lesion",
+    "centre_baseline_pointing_game",
+)

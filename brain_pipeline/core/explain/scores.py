@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
+import pandas as pd
 
 from brain_pipeline.core.explain.faithfulness import (
     perturbation_aucs,
@@ -17,15 +18,13 @@ from brain_pipeline.core.explain.faithfulness import (
 )
 from brain_pipeline.core.explain.heatmaps import as_image_batch, gradcam, random_heatmaps
 from brain_pipeline.core.explain.localisation import (
-    brain_centre_map,
+    LOCALISATION_FIGURES,
     heat_share,
-    lesion_area_fraction,
-    pointing_game_chance,
-    pointing_game_hit,
+    localisation_rows,
     pointing_tolerance_px,
-    top_heat_in_lesion,
 )
 from brain_pipeline.core.imaging.brain_mask import brain_mask
+from brain_pipeline.core.model.intervals import group_bootstrap_mean
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,8 @@ class Lesions:
     whole_tumour: list[np.ndarray | None] | None = None
     images: np.ndarray | None = None
     target_class: int | None = None
+    # The target class's maps of `images`, where the caller made them already.
+    maps: np.ndarray | None = None
 
 
 def score_explanations(
@@ -126,6 +127,8 @@ def score_explanations(
     lesioned = [i for i, m in enumerate(lesions.masks) if m is not None and np.any(m)]
     if lesions.target_class is None:
         lesion_maps = heatmaps[lesioned]
+    elif lesions.maps is not None:
+        lesion_maps = np.asarray(lesions.maps)[lesioned]
     else:
         lesion_maps = gradcam(
             model,
@@ -224,6 +227,8 @@ def _sanity_scores(
 
 
 class _Localisation(NamedTuple):
+    """Means of LOCALISATION_FIGURES, in their order."""
+
     pointing_game: float | None
     chance: float | None
     heat_share: float | None
@@ -244,11 +249,30 @@ def _localisation(
     ]
     if not triples:
         return _Localisation(*[None] * len(_Localisation._fields))
-    return _Localisation(
-        _mean([pointing_game_hit(h, m) for h, m, _ in triples]),
-        _mean([pointing_game_chance(m, b) for _, m, b in triples]),
-        _mean([heat_share(h, m) for h, m, _ in triples]),
-        _mean([lesion_area_fraction(m, b) for _, m, b in triples]),
-        _mean([top_heat_in_lesion(h, m, b) for h, m, b in triples]),
-        _mean([pointing_game_hit(brain_centre_map(b), m) for _, m, b in triples]),
-    )
+    means = localisation_rows(*zip(*triples, strict=True)).mean()
+    return _Localisation(*(float(means[figure]) for figure in LOCALISATION_FIGURES))
+
+
+def localisation_by_dataset(
+    maps: np.ndarray,
+    masks: list[np.ndarray],
+    images: np.ndarray,
+    owners: pd.DataFrame,
+    skull_stripped: bool,
+) -> dict[str, dict]:
+    """Each localisation figure per dataset (`owners`: one row per image with its `dataset`
+    and `patient`), as a mean with its 95% interval over patients; images whose mask is
+    empty at this size are left out."""
+    kept = [i for i, mask in enumerate(masks) if mask is not None and np.any(mask)]
+    brains = [brain_mask(images[i], skull_stripped=skull_stripped) for i in kept]
+    table = localisation_rows(np.asarray(maps)[kept], [masks[i] for i in kept], brains)
+    table[["dataset", "patient"]] = owners[["dataset", "patient"]].to_numpy()[kept]
+    result = {}
+    for dataset, rows in table.groupby("dataset"):
+        patients = rows["patient"].to_numpy()
+        result[str(dataset)] = {
+            "n_images": len(rows),
+            "n_patients": int(rows["patient"].nunique()),
+            **{f: group_bootstrap_mean(patients, rows[f].to_numpy()) for f in LOCALISATION_FIGURES},
+        }
+    return result

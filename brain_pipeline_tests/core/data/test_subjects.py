@@ -82,3 +82,21 @@ def test_the_built_in_patterns_have_a_subject_group() -> None:
 
     for pattern in BUILT_IN_PATTERNS.values():
         assert isinstance(pattern, re.Pattern) and "subject" in pattern.groupindex
+
+
+def test_a_row_s_patient_is_its_named_subject_else_its_group() -> None:
+    import pandas as pd
+
+    from brain_pipeline.core.data.subjects import patients_of
+
+    rows = pd.DataFrame(
+        {
+            "dataset": ["lgg", "lgg", "kaggle"],
+            "subjects": [["lgg:TCGA_CS_1"], ["lgg:TCGA_CS_1"], []],
+            "group_id": ["g1", "g2", "g3"],
+        }
+    )
+    assert patients_of(rows).to_dict("list") == {
+        "dataset": ["lgg", "lgg", "kaggle"],
+        "patient": ["lgg:TCGA_CS_1", "lgg:TCGA_CS_1", "group:g3"],
+    }

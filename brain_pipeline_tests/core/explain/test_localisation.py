@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from brain_pipeline.core.explain.heatmaps import gradcam
@@ -94,3 +95,30 @@ def test_area_fraction_top_heat_and_the_brain_centre_baseline():
     assert centre[20, 20] == centre.max() and centre[~brain].max() == 0
     assert top_heat_in_lesion(centre, lesion, brain) == 0.0  # the corner lesion is missed
     assert brain_centre_map(np.zeros((4, 4), bool)).max() == 0
+
+
+def test_localisation_by_dataset_resamples_patients_and_skips_empty_masks():
+    from brain_pipeline.core.explain.scores import localisation_by_dataset
+
+    images = np.zeros((5, 40, 40, 1), np.float32)
+    images[:, 5:35, 5:35] = 0.6  # a skull-stripped "brain": the non-zero square
+    masks, maps = [], np.zeros((5, 40, 40), np.float32)
+    for i in range(5):
+        mask = np.zeros((40, 40), bool)
+        if i < 4:
+            mask[8 + i : 14 + i, 8:14] = True
+        masks.append(mask)  # the last is empty: left out
+        maps[i, 10 + i, 10] = 1.0 if i % 2 == 0 else 0.0  # even images point at the lesion
+        maps[i, 30, 30] = 0.5
+    owners = pd.DataFrame(
+        {"dataset": ["a", "a", "a", "b", "b"], "patient": ["p1", "p1", "p2", "q1", "q1"]}
+    )
+    result = localisation_by_dataset(maps, masks, images, owners, skull_stripped=True)
+    assert set(result) == {"a", "b"}
+    assert (result["a"]["n_images"], result["a"]["n_patients"]) == (3, 2)
+    assert (result["b"]["n_images"], result["b"]["n_patients"]) == (1, 1)
+    assert result["a"]["pointing_game"]["estimate"] == pytest.approx(2 / 3)
+    assert result["b"]["pointing_game"]["estimate"] == 0.0
+    low, high = result["a"]["pointing_game"]["low"], result["a"]["pointing_game"]["high"]
+    assert low <= 2 / 3 <= high and high - low > 0  # two patients: a real spread
+    assert result["a"]["centre_baseline_pointing_game"]["estimate"] == 0.0
