@@ -14,6 +14,7 @@ from PIL import Image
 
 from brain_pipeline.core.data.dedup import IndexSettings
 from brain_pipeline.core.data.splits import SplitSettings
+from brain_pipeline.core.explain.localisation import DICE_PERCENTILES
 from brain_pipeline.core.model.sweep import load_sweep
 from brain_pipeline.definitions import FULL_PIPELINE_JOB, build_definitions
 from brain_pipeline.defs import ingestion, training
@@ -227,8 +228,10 @@ def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun
     total = sum(row["n_images"] for row in by_dataset.values())
     assert scores["n_with_lesion_mask"] <= total <= len(tested)
     for row in by_dataset.values():
-        for figure in ("pointing_game", "energy_in_lesion", "top5_in_lesion"):
+        # Dice at the threshold the training patients' maps chose (the phantoms train too).
+        for figure in ("pointing_game", "energy_in_lesion", "top5_in_lesion", "dice"):
             assert row[figure]["low"] <= row[figure]["estimate"] <= row[figure]["high"]
+        assert row["dice_percentile"] in DICE_PERCENTILES
         assert 0 < row["lesion_area_fraction"]["estimate"] < 1
         assert 1 <= row["n_patients"] <= row["n_images"]
     assert gallery["localisation_by_dataset"].value == by_dataset

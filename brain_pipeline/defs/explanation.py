@@ -2,6 +2,7 @@
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
@@ -10,6 +11,7 @@ from brain_pipeline.core.data import subjects
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
 from brain_pipeline.core.explain.gallery import (
     GallerySettings,
+    PatientLesions,
     explain_test_set,
     gallery_figures,
 )
@@ -37,7 +39,7 @@ class GalleryConfig(dg.Config):
 @dg.asset(
     deps=[trained_model, dataset_splits],
     group_name="model",
-    code_version="8",
+    code_version="9",
     kinds={"keras"},
 )
 def gradcam_gallery(
@@ -64,7 +66,7 @@ def gradcam_gallery(
             lesion_masks_by_region(inputs.raw, test, preprocessing.image_size),
             config.to_core(),
             skull_stripped=preprocessing.skull_strip,
-            owners=subjects.patients_of(test),
+            patients=_patient_lesions(inputs, test),
         )
     chosen, probabilities, scores = explained.chosen, explained.probabilities, explained.scores
     predicted = probabilities.argmax(axis=1)
@@ -97,6 +99,21 @@ def gradcam_gallery(
             **_by_dataset_metadata(explained.localisation_by_dataset),
             **galleries,
         }
+    )
+
+
+def _patient_lesions(inputs: ModelInputs, test: pd.DataFrame) -> PatientLesions:
+    """The test images' datasets and patients, and the training images with a lesion mask
+    (on whose maps the Dice threshold is chosen)."""
+    train = inputs.rows("train")
+    masked = train[train["lesion_mask"].notna()].reset_index(drop=True)
+    tensors, _ = inputs.tensors(masked, log_progress=False)
+    size = inputs.preprocessing.image_size
+    regions = lesion_masks_by_region(inputs.raw, masked, size, ("whole_tumour",))
+    return PatientLesions(
+        owners=subjects.patients_of(test),
+        train_images=np.asarray(tensors, dtype=np.float32),
+        train_masks=regions["whole_tumour"],
     )
 
 

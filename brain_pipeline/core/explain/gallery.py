@@ -11,12 +11,14 @@ import pandas as pd
 
 from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
 from brain_pipeline.core.explain.heatmaps import gradcam
+from brain_pipeline.core.explain.localisation import best_dice_percentile
 from brain_pipeline.core.explain.scores import (
     Lesions,
     MapSettings,
     localisation_by_dataset,
     score_explanations,
 )
+from brain_pipeline.core.imaging.brain_mask import brain_mask
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.core.plots import render_gallery
 
@@ -89,6 +91,17 @@ class ExplainedTestSet:
 
 
 @dataclass(frozen=True)
+class PatientLesions:
+    """What localisation per dataset needs beside the test images' masks: each test image's
+    `dataset` and `patient` (one row per image), and the training split's images with a
+    lesion mask (their whole-tumour masks), on which the Dice threshold is chosen."""
+
+    owners: pd.DataFrame
+    train_images: np.ndarray
+    train_masks: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class GallerySettings:
     """What gradcam_gallery shows and how its maps are made (`defs.explanation.GalleryConfig`
     is the launchpad's face of these, field for field)."""
@@ -109,14 +122,15 @@ def explain_test_set(
     lesion_regions: dict[str, list[np.ndarray | None]],
     settings: GallerySettings,
     skull_stripped: bool,
-    owners: pd.DataFrame | None = None,
+    patients: PatientLesions | None = None,
 ) -> ExplainedTestSet:
     """Predict the test images, map the gallery's, and score the maps.
 
     Faithfulness and sanity are scored on the gallery images; localisation on every image
     with a lesion mask (`lesion_regions["core"]` / `["whole_tumour"]`, None where absent),
     on the tumour class's maps: overall, and per dataset on the whole tumour with intervals
-    over patients where `owners` (one row per image: `dataset`, `patient`) is given.
+    over patients where `patients` is given (with the Dice overlap of maps thresholded at
+    the percentile that suits the training patients best).
     """
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
@@ -134,15 +148,35 @@ def explain_test_set(
         model, images[chosen], heatmaps, predicted[chosen], settings.maps(skull_stripped), lesions
     )
     by_dataset = {}
-    if owners is not None and lesioned:
+    if patients is not None and lesioned:
         by_dataset = localisation_by_dataset(
             lesions.maps,
             lesions.whole_tumour,
             images[lesioned],
-            owners.iloc[lesioned],
-            skull_stripped,
+            patients.owners.iloc[lesioned],
+            skull_stripped=skull_stripped,
+            dice_percentile=_dice_percentile(model, patients, settings, skull_stripped),
         )
     return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict(), by_dataset)
+
+
+def _dice_percentile(model, patients: PatientLesions, settings, skull_stripped) -> float | None:
+    """The threshold percentile of best mean Dice on the training patients' tumour maps
+    (None: no training image has a lesion mask)."""
+    kept = [i for i, mask in enumerate(patients.train_masks) if np.any(mask)]
+    if not kept:
+        return None
+    images = patients.train_images[kept]
+    tumour = TARGET_CLASSES.index(TUMOR)
+    maps = gradcam(
+        model,
+        images,
+        np.full(len(kept), tumour),
+        layer_name=settings.layer_name,
+        method=settings.method,
+    )
+    brains = [brain_mask(image, skull_stripped=skull_stripped) for image in images]
+    return best_dice_percentile(maps, [patients.train_masks[i] for i in kept], brains)
 
 
 def _tumour_lesions(model, images, lesion_regions, lesioned: list[int], settings) -> Lesions:

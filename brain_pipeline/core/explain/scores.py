@@ -258,14 +258,20 @@ def localisation_by_dataset(
     masks: list[np.ndarray],
     images: np.ndarray,
     owners: pd.DataFrame,
+    *,
     skull_stripped: bool,
+    dice_percentile: float | None = None,
 ) -> dict[str, dict]:
     """Each localisation figure per dataset (`owners`: one row per image with its `dataset`
     and `patient`), as a mean with its 95% interval over patients; images whose mask is
-    empty at this size are left out."""
+    empty at this size are left out. With `dice_percentile` (chosen on other patients), the
+    Dice overlap of the maps thresholded there too."""
     kept = [i for i, mask in enumerate(masks) if mask is not None and np.any(mask)]
     brains = [brain_mask(images[i], skull_stripped=skull_stripped) for i in kept]
-    table = localisation_rows(np.asarray(maps)[kept], [masks[i] for i in kept], brains)
+    table = localisation_rows(
+        np.asarray(maps)[kept], [masks[i] for i in kept], brains, dice_percentile
+    )
+    figures = list(table.columns)
     table[["dataset", "patient"]] = owners[["dataset", "patient"]].to_numpy()[kept]
     result = {}
     for dataset, rows in table.groupby("dataset"):
@@ -273,6 +279,8 @@ def localisation_by_dataset(
         result[str(dataset)] = {
             "n_images": len(rows),
             "n_patients": int(rows["patient"].nunique()),
-            **{f: group_bootstrap_mean(patients, rows[f].to_numpy()) for f in LOCALISATION_FIGURES},
+            **{f: group_bootstrap_mean(patients, rows[f].to_numpy()) for f in figures},
         }
+        if dice_percentile is not None:
+            result[str(dataset)]["dice_percentile"] = dice_percentile
     return result

@@ -113,8 +113,12 @@ def test_localisation_by_dataset_resamples_patients_and_skips_empty_masks():
     owners = pd.DataFrame(
         {"dataset": ["a", "a", "a", "b", "b"], "patient": ["p1", "p1", "p2", "q1", "q1"]}
     )
-    result = localisation_by_dataset(maps, masks, images, owners, skull_stripped=True)
+    result = localisation_by_dataset(
+        maps, masks, images, owners, skull_stripped=True, dice_percentile=99.0
+    )
     assert set(result) == {"a", "b"}
+    assert result["a"]["dice_percentile"] == 99.0
+    assert 0.0 <= result["a"]["dice"]["estimate"] <= 1.0
     assert (result["a"]["n_images"], result["a"]["n_patients"]) == (3, 2)
     assert (result["b"]["n_images"], result["b"]["n_patients"]) == (1, 1)
     assert result["a"]["pointing_game"]["estimate"] == pytest.approx(2 / 3)
@@ -122,3 +126,26 @@ def test_localisation_by_dataset_resamples_patients_and_skips_empty_masks():
     low, high = result["a"]["pointing_game"]["low"], result["a"]["pointing_game"]["high"]
     assert low <= 2 / 3 <= high and high - low > 0  # two patients: a real spread
     assert result["a"]["centre_baseline_pointing_game"]["estimate"] == 0.0
+
+
+def test_dice_of_a_thresholded_map_and_its_threshold_chosen_on_other_maps():
+    from brain_pipeline.core.explain.localisation import (
+        best_dice_percentile,
+        dice,
+        thresholded_map,
+    )
+
+    brain = np.zeros((20, 20), bool)
+    brain[:, :10] = True  # 200 px
+    lesion = np.zeros((20, 20), bool)
+    lesion[:2, :10] = True  # 20 px: the brain's top 10%
+    heat = np.tile(np.linspace(1.0, 0.05, 20)[:, None], (1, 20)).astype(np.float32)
+    assert dice(lesion, lesion) == 1.0 and dice(lesion, ~lesion) == 0.0
+    assert dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    top_tenth = thresholded_map(heat, brain, 90.0)
+    assert top_tenth.sum() == 20 and dice(top_tenth, lesion) == 1.0
+    assert not thresholded_map(heat, brain, 90.0)[:, 10:].any()  # never outside the brain
+    assert not thresholded_map(np.zeros((20, 20)), brain, 50.0).any()
+    assert best_dice_percentile([heat, heat], [lesion, lesion], [brain, brain]) == 90.0
+    with pytest.raises(ValueError, match="no lesion"):
+        best_dice_percentile([], [], [])
