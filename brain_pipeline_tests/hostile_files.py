@@ -37,6 +37,8 @@ EXPECTED_STATUS = {
     "unlabelled/x.jpg": "ok",  # ok, but unmapped: no folder names a class
     "nested/yes/good_mask.png": "skipped",  # the lesion mask of good.jpg
     "nested/yes/stray_mask.png": "skipped",  # a lesion mask with no image beside it
+    "nested/yes/misfit.jpg": "ok",  # its lesion mask is of another size: the image is kept
+    "nested/yes/misfit_mask.png": "skipped",  # ... and the mask is refused, named
 }
 
 
@@ -72,6 +74,8 @@ def _write_unreadable(yes: Path, no: Path) -> None:
     (yes / "good.jpg").write_bytes(jpeg(1))
     (yes / "good_mask.png").write_bytes(png(Image.new("L", (40, 48), 255)))
     (yes / "stray_mask.png").write_bytes(png(Image.new("L", (16, 16), 0)))
+    (yes / "misfit.jpg").write_bytes(jpeg(2))
+    (yes / "misfit_mask.png").write_bytes(png(Image.new("L", (48, 40), 255)))  # transposed
     (yes / "empty.jpg").write_bytes(b"")
     (yes / "page.jpg").write_bytes(b"<html><body>404 not found</body></html>")
     (yes / "truncated.jpg").write_bytes(jpeg(2, size=(200, 200))[:600])

@@ -154,6 +154,12 @@ def test_every_kind_of_downloaded_file_goes_through_the_whole_job(
     extras = manifest.loc["download_extras"]
     assert {path: extras.loc[path, "status"] for path in EXPECTED_STATUS} == EXPECTED_STATUS
     assert extras.loc["no/bad\\xff name.jpg", "status"] == "ok"
+    assert extras.loc["nested/yes/good.jpg", "lesion_mask"] == "nested/yes/good_mask.png"
+    assert pd.isna(extras.loc["nested/yes/misfit.jpg", "lesion_mask"])
+    problem = extras.loc["nested/yes/misfit.jpg", "lesion_mask_problem"]
+    assert "misfit_mask.png is 48x40 but its image is 40x48" in problem
+    problems = materialized.metadata["image_manifest"]["lesion_mask_problems"].value
+    assert any("misfit_mask.png" in problem for problem in problems)
     assert "no/link_outside.jpg" not in extras.index
     assert manifest.loc[("synth_navoneel", "no/readme.txt"), "status"] == "skipped"
     assert set(manifest.loc["notes_only", "status"]) == {"skipped"}

@@ -45,7 +45,11 @@ def test_every_file_is_a_row_with_status_and_reason(hostile_dataset: DatasetSpec
     assert pd.isna(rows.loc["unlabelled/x.jpg", "target_class"])
     summary = manifest_summary(manifest)
     assert summary["n_rejected"] == 4
-    assert summary["n_skipped"] == 7  # five non-images, two lesion masks
+    assert summary["n_skipped"] == 8  # five non-images, three lesion masks
+    assert summary["n_lesion_masks"] == 1  # good.jpg's; misfit.jpg's is of another size
+    assert summary["lesion_mask_problems"] == [
+        rows.loc["nested/yes/misfit.jpg", "lesion_mask_problem"]
+    ]
     assert rows.loc["nested/yes/good.jpg", "lesion_mask"] == "nested/yes/good_mask.png"
     assert rows.loc["nested/yes/good_mask.png", "reason"] == "lesion mask of nested/yes/good.jpg"
     assert rows.loc["nested/yes/stray_mask.png", "reason"] == "lesion mask with no image beside it"
