@@ -247,7 +247,11 @@ def test_model_evaluation_and_gallery_are_recorded(materialized: MaterializedRun
     assert record == {"image_size": 48, "skull_strip": True, "intensity": "equalise"}
     folder = materialized.path("gradcam_gallery").parent
     pngs = sorted(p.name for p in folder.glob("*.png"))
-    assert "tumor_brain_correct.png" in pngs and len(pngs) == 6
+    # Six class/outcome galleries, and one lesion gallery per dataset with masked test images.
+    lesion_pngs = {f"lesions_{dataset}.png" for dataset in by_dataset}
+    assert lesion_pngs <= set(pngs) and len(pngs) == 6 + len(lesion_pngs)
+    assert "tumor_brain_correct.png" in pngs
+    assert all(f"gallery_{name[:-4]}" in gallery for name in pngs)
     with Image.open(folder / pngs[0]) as image:
         assert image.size[0] > 100
 

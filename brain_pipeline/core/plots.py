@@ -214,11 +214,14 @@ def render_gallery(
     columns: int = 4,
     cmap: str = "inferno",
     suptitle: str = "",
+    outlines: Sequence[np.ndarray | None] | None = None,
 ) -> Figure:
-    """Grid of heatmap overlays with titles and one shared colour bar."""
+    """Grid of heatmap overlays with titles and one shared colour bar; where `outlines`
+    gives an image a lesion mask, its outline is drawn over the overlay."""
     n = len(images)
-    if len(heatmaps) != n or len(titles) != n:
-        raise ValueError("images, heatmaps and titles must have the same length")
+    outlines = [None] * n if outlines is None else list(outlines)
+    if len(heatmaps) != n or len(titles) != n or len(outlines) != n:
+        raise ValueError("images, heatmaps, titles and outlines must have the same length")
     if n == 0:
         fig = Figure(figsize=(4, 2))
         FigureCanvasAgg(fig)
@@ -235,8 +238,11 @@ def render_gallery(
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
-    for ax, image, heatmap, title in zip(axes.ravel(), images, heatmaps, titles, strict=False):
+    tiles = zip(axes.ravel(), images, heatmaps, titles, outlines, strict=False)
+    for ax, image, heatmap, title, outline in tiles:
         ax.imshow(overlay(image, heatmap, cmap=cmap), interpolation="nearest")
+        if outline is not None and np.any(outline):
+            ax.contour(np.asarray(outline, float), levels=[0.5], colors="cyan", linewidths=1.0)
         # Long "true / pred" titles break at the slash instead of overflowing the tile.
         ax.set_title(title.replace(" / ", "\n") if len(title) > 28 else title, fontsize=8)
         ax.set_axis_off()

@@ -14,6 +14,7 @@ from brain_pipeline.core.explain.gallery import (
     PatientLesions,
     explain_test_set,
     gallery_figures,
+    lesion_figures,
 )
 from brain_pipeline.defs.ingestion import dataset_splits
 from brain_pipeline.defs.model_inputs import ModelInputs
@@ -73,6 +74,7 @@ def gradcam_gallery(
     figures = gallery_figures(
         images, explained.heatmaps, chosen, labels, probabilities, TARGET_CLASSES
     )
+    figures |= lesion_figures(explained, images, test["dataset"].tolist())
     galleries = {
         f"gallery_{name}": step.figure(f"{name}.png", figure) for name, figure in figures.items()
     }

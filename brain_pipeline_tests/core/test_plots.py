@@ -37,6 +37,14 @@ def test_render_gallery(tmp_path):
     assert any("no images" in t.get_text() for t in empty.texts)
     with pytest.raises(ValueError, match="same length"):
         render_gallery(images, maps[:2], titles)
+    # Lesion outlines: a contour on each tile that has a mask, none elsewhere.
+    mask = np.zeros((32, 32), bool)
+    mask[10:20, 8:16] = True
+    outlined = render_gallery(images, maps, titles, outlines=[mask, None, mask, None, None, None])
+    tiles = [ax for ax in outlined.axes if ax.images]
+    assert [len(ax.collections) > 0 for ax in tiles] == [True, False, True, False, False, False]
+    with pytest.raises(ValueError, match="same length"):
+        render_gallery(images, maps, titles, outlines=[mask])
 
 
 def test_manifest_plots_of_a_root_where_every_file_was_rejected() -> None:

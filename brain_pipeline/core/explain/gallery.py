@@ -88,6 +88,11 @@ class ExplainedTestSet:
     scores: dict  # ExplanationScores.as_dict()
     # Per dataset with lesion masks: each localisation figure with its interval over patients.
     localisation_by_dataset: dict = field(default_factory=dict)
+    # The test images with a lesion mask (indices), their tumour-class maps and their
+    # whole-tumour masks: the lesion galleries.
+    lesioned: list[int] = field(default_factory=list)
+    lesion_maps: np.ndarray | None = None
+    lesion_masks: list[np.ndarray | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,41 @@ def explain_test_set(
             skull_stripped=skull_stripped,
             dice_percentile=_dice_percentile(model, patients, settings, skull_stripped),
         )
-    return ExplainedTestSet(probabilities, chosen, heatmaps, scores.as_dict(), by_dataset)
+    return ExplainedTestSet(
+        probabilities,
+        chosen,
+        heatmaps,
+        scores.as_dict(),
+        by_dataset,
+        lesioned,
+        lesions.maps,
+        list(lesions.whole_tumour or []),
+    )
+
+
+def lesion_figures(
+    explained: ExplainedTestSet, images: np.ndarray, datasets: Sequence[str], per_dataset: int = 8
+) -> dict[str, object]:
+    """`lesions_{dataset}` -> the first `per_dataset` test images of each dataset with lesion
+    masks: the tumour-class map over the image, the lesion's outline drawn on it."""
+    figures: dict[str, object] = {}
+    by_dataset: dict[str, list[int]] = {}
+    for k, i in enumerate(explained.lesioned):
+        by_dataset.setdefault(str(datasets[i]), []).append(k)
+    for dataset, members in sorted(by_dataset.items()):
+        shown = members[:per_dataset]
+        tumour = TARGET_CLASSES.index(TUMOR)
+        figures[f"lesions_{dataset}"] = render_gallery(
+            images[[explained.lesioned[k] for k in shown]],
+            np.asarray(explained.lesion_maps)[shown],
+            [
+                f"P(tumour) {explained.probabilities[explained.lesioned[k], tumour]:.2f}"
+                for k in shown
+            ],
+            outlines=[explained.lesion_masks[k] for k in shown],
+            suptitle=f"{dataset}: tumour evidence, lesion outlined",
+        )
+    return figures
 
 
 def _dice_percentile(model, patients: PatientLesions, settings, skull_stripped) -> float | None:
