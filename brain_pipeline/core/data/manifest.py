@@ -239,7 +239,9 @@ def build_manifest(
     to_decode: list[tuple[int, DatasetSpec, str, str | None, str | None]] = []
     for spec in datasets:
         files = list(iter_dataset_files(spec.root))
-        mask_of, image_of = spec.lesion_masks.pair(spec.root, files, IMAGE_SUFFIXES)
+        folder = spec.lesion_masks.folder
+        mirror = list(iter_dataset_files(folder)) if folder is not None else []
+        mask_of, image_of = spec.lesion_masks.pair(spec.root, files, IMAGE_SUFFIXES, mirror)
         for relative in files:
             # A mask's row is never reused: an old scan may have taken it for an image.
             mask_for = (image_of[relative] or "") if relative in image_of else None

@@ -38,25 +38,28 @@ class MaskConvention:
         return self.folder if self.folder is not None else dataset_root
 
     def pair(
-        self, dataset_root: Path, files: list[str], image_suffixes: Iterable[str]
+        self,
+        dataset_root: Path,
+        files: list[str],
+        image_suffixes: Iterable[str],
+        mask_files: Iterable[str] = (),
     ) -> tuple[dict[str, str], dict[str, str | None]]:
         """(image -> its mask, relative to `root`; a file of the dataset that is a mask ->
-        its image, or None where it has none)."""
+        its image, or None where it has none). `files` are the dataset's, `mask_files` the
+        mirror folder's (both as `sources.iter_dataset_files` lists them)."""
         if self.folder is None:
             return masks_beside_images(files, image_suffixes, self.suffix)
-        return self._mirrored(dataset_root, files, {s.lower() for s in image_suffixes})
+        suffixes = {s.lower() for s in image_suffixes}
+        masks = {
+            str(PurePosixPath(relative).with_suffix("")): relative
+            for relative in mask_files
+            if PurePosixPath(relative).suffix.lower() in suffixes
+        }
+        return self._mirrored(dataset_root, files, suffixes, masks)
 
-    def _mirrored(self, dataset_root: Path, files: list[str], suffixes: set[str]):
+    def _mirrored(self, dataset_root: Path, files: list[str], suffixes: set[str], masks: dict):
+        """Pairs by path without suffix; a mirror inside the dataset holds masks, not images."""
         assert self.folder is not None
-        masks = {}
-        for found in sorted(self.folder.rglob("*")):
-            if found.is_symlink() or not found.is_file():
-                continue
-            relative = found.relative_to(self.folder).as_posix()
-            path = PurePosixPath(relative)
-            if path.suffix.lower() in suffixes:
-                masks[str(path.with_suffix(""))] = relative
-        # A mask folder inside the dataset's own folder: its files are masks, not images.
         inside = _relative_to(self.folder, dataset_root)
         image_of = {}
         if inside is not None:
