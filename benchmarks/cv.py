@@ -16,7 +16,8 @@ leave-one-source-out, on a real data folder.
    questions its labels answer are scored with intervals over its own groups. A source is
    skipped, with the reason, when one of its classes exists in no other source or fewer than
    `--min-source-images` images are left once its copies are out. Each left-out source
-   reports the recall of each of its classes.
+   reports the recall of each of its classes (a source of one class, such as LGG's tumours,
+   only that); its model is kept as `without_<source>.keras`.
 3. folds - for each fold: train on the other folds (15% of their groups for validation, where
    the epoch clock measures macro-F1 after every epoch), test on the fold: accuracy,
    macro-F1, per-class F1, within-source healthy vs Alzheimer, ECE, 95% intervals over groups;
@@ -347,10 +348,9 @@ def run_source(args: dict, source: str) -> dict:
     kept = held[~copies["excluded"].to_numpy()].reset_index(drop=True)
     result["excluded_copies"] = {k: int(copies[k].sum()) for k in external.COPY_KINDS}
     result["n_scored"] = len(kept)
-    if len(kept) < args["min_source_images"] or kept["target_class"].nunique() < 2:
+    if len(kept) < args["min_source_images"]:
         return result | {
-            "skipped": f"{len(kept)} image(s) of {kept['target_class'].nunique()} class(es) "
-            "left once copies of the other sources' images are out"
+            "skipped": f"{len(kept)} image(s) left once copies of the other sources' images are out"
         }
     return result | _train_and_score(args, pipeline_index(manifest, others), raw.roots, kept)
 
@@ -385,11 +385,19 @@ def _train_and_score(args: dict, index, roots, kept) -> dict:
     def tensors(frame):
         return tensors_for_rows(frame, roots, config.preprocessing, _prepared(args) / "tensors")
 
-    label, sources = f"without {kept['dataset'].iloc[0]}", index[~val]["dataset"].tolist()
+    left_out, sources = kept["dataset"].iloc[0], index[~val]["dataset"].tolist()
+    label = f"without {left_out}"
     trained = _train(config, tensors(index[~val]), tensors(index[val]), label, work, sources)
-    probabilities = predict_probabilities(trained.pop("model"), tensors(kept)[0])
-    scores = external_scores(
-        kept.assign(group=external.groups_within(kept)), probabilities, TARGET_CLASSES
+    model = trained.pop("model")
+    model.save(work / f"without_{left_out}.keras")  # for later looks (e.g. its explanations)
+    probabilities = predict_probabilities(model, tensors(kept)[0])
+    # A source of one class (LGG: tumours only) answers with its recall alone.
+    scores = (
+        external_scores(
+            kept.assign(group=external.groups_within(kept)), probabilities, TARGET_CLASSES
+        )
+        if kept["target_class"].nunique() > 1
+        else {"n_classes": 1}
     )
     trained.pop("epoch_clock")
     counts = index[~val]["target_class"].value_counts().to_dict()

@@ -1,15 +1,30 @@
-"""Grad-CAM localisation on the phantoms: how well a model's maps find the lesions.
+"""Localisation of explanation maps: how well a model's maps find the lesions.
 
 Trains the default model on a raw-data folder with the pipeline's core functions (manifest ->
 balanced index -> splits -> train with the `TrainingConfig` defaults), or loads a saved one
 with `--model`, then scores it on every test image: accuracy and macro-F1, Grad-CAM scores
 (heat in brain, deletion with both fills), and the pointing game on the test tumours in
 detail: the hit rate at several tolerances, how far each miss's peak lies from its lesion,
-and against the whole tumour (core and oedema halo), each beside its chance rate. Prints
-the figures, then one JSON line.
+and against the whole tumour (core and oedema halo), each beside its chance rate.
+
+Then every method of `--methods` (default: all of `brain-pipeline explain --method`) is
+scored on the same model and the same test slices with a lesion mask, per dataset with
+intervals over patients: `pointing_game` and `pointing_game_chance`, `energy_in_lesion` and
+`lesion_area_fraction`, `top5_in_lesion`, `dice` (the map thresholded at the percentile best
+on the training split's lesioned slices), `centre_baseline_pointing_game` (a map that only
+knows where the brain is), and the deletion AUC beside random maps'.
+
+`--external NAME,...` (with `--model`) scores instead every slice with a lesion mask of those
+datasets, which the model never trained on (e.g. `cv.py`'s `without_<source>.keras`): no
+splits are made; each image's Dice threshold is chosen on the other half of the patients.
+
+Prints the figures, then one JSON line.
 
     .venv/bin/python benchmarks/localisation.py [--data-dir data] [--epochs 20]
-    .venv/bin/python benchmarks/localisation.py --model artifacts/trained_model/*/model.keras
+    .venv/bin/python benchmarks/localisation.py --data-dir ../shared/datasets \
+        [--save-model model.keras] [--methods gradcam,occlusion]
+    .venv/bin/python benchmarks/localisation.py --data-dir ../shared/datasets \
+        --model without_lgg.keras --external lgg_mri_segmentation_buda
 """
 
 from __future__ import annotations
@@ -21,24 +36,29 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from brain_pipeline.core.artifacts import write_figure
 from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
-from brain_pipeline.core.data import splits
+from brain_pipeline.core.data import external, splits, subjects
 from brain_pipeline.core.data.lesions import lesion_masks_by_region
+from brain_pipeline.core.data.manifest import build_manifest
 from brain_pipeline.core.data.prepared import prepared_splits
+from brain_pipeline.core.data.sources import load_raw_data_config
+from brain_pipeline.core.explain.comparison import LesionedImages, compare_methods
 from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import (
     peak_distance_px,
     pointing_game_hit,
     pointing_tolerance_px,
 )
+from brain_pipeline.core.explain.method_names import METHODS
 from brain_pipeline.core.explain.scores import Lesions, MapSettings, score_explanations
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model import evaluation
 from brain_pipeline.core.model.architectures import AugmentationConfig
 from brain_pipeline.core.model.measurement import run_in_folder
-from brain_pipeline.core.model.tensors import split_tensors
+from brain_pipeline.core.model.tensors import split_tensors, tensors_for_rows
 from brain_pipeline.core.model.training import (
     TrainingConfig,
     predict_probabilities,
@@ -84,7 +104,23 @@ def parse_args() -> argparse.Namespace:
         help="score this saved model (.keras) instead of training one, with the preprocessing "
         "recorded beside it (a bare model file: the preprocessing options given here)",
     )
-    return parser.parse_args()
+    parser.add_argument("--save-model", type=Path, default=None, help="keep the trained model")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+    )
+    parser.add_argument(
+        "--external",
+        default=None,
+        metavar="NAME,...",
+        help="with --model: score every lesioned slice of these datasets (never trained on)",
+    )
+    args = parser.parse_args()
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if unknown := sorted(set(args.methods) - set(METHODS)):
+        parser.error(f"--methods: {', '.join(unknown)} not among {', '.join(METHODS)}")
+    if args.external and args.model is None:
+        parser.error("--external scores a saved model: give --model too")
+    return args
 
 
 SCORE_KEYS = (
@@ -138,6 +174,9 @@ def _trained(args, config, model, tensors, artifacts: Path):
         resume_dir=artifacts / "resume",
         log=print,
     )
+    if args.save_model is not None:
+        result.model.save(args.save_model)
+        print(f"model saved to {args.save_model}")
     print(f"\nbest epoch {result.best_epoch} of {result.epochs_run}, ", end="")
     print(f"{result.train_seconds:.1f} s; classes {TARGET_CLASSES}")
     training = {"train_seconds": round(result.train_seconds, 1), "epochs_run": result.epochs_run}
@@ -205,6 +244,7 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
     # The cached test tensors and the masks in their geometry, as gradcam_gallery uses them.
     images = np.asarray(test_x, dtype=np.float32)
     regions = lesion_masks_by_region(raw, test, config.image_size)
+    scored = LesionedImages(images, regions["whole_tumour"], subjects.patients_of(test))
     return {
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["f1_macro"], 4),
@@ -213,6 +253,68 @@ def run(args: argparse.Namespace, artifacts: Path) -> dict:
         **_localisation(args, model, images, probabilities, regions, config.skull_strip),
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
+        "localisation_by_method": _by_method(
+            args, model, scored, config, _lesioned_train(raw, table, config, artifacts)
+        ),
+    }
+
+
+def _lesioned_train(raw, table, config, artifacts: Path) -> LesionedImages:
+    """The training split's slices with a lesion mask (where Dice thresholds are chosen)."""
+    train = splits.split_rows(table, "train")
+    masked = train[train["lesion_mask"].notna()].reset_index(drop=True)
+    tensors, _ = tensors_for_rows(masked, raw.roots, config.preprocessing, artifacts)
+    regions = lesion_masks_by_region(raw, masked, config.image_size, ("whole_tumour",))
+    return LesionedImages(
+        np.asarray(tensors, np.float32), regions["whole_tumour"], subjects.patients_of(masked)
+    )
+
+
+def _by_method(args, model, scored: LesionedImages, config, train=None) -> dict:
+    """Every method's localisation on `scored`, printed as a table, and as a dict."""
+    print(f"\nmethods on {len(scored.with_lesions().images)} lesioned slices: {args.methods}")
+    table = compare_methods(
+        model, scored, args.methods, skull_stripped=config.skull_strip, train=train
+    )
+    for method, by_dataset in table.items():
+        for dataset, figures in by_dataset.items():
+            shown = {
+                name: round(figures[name]["estimate"], 3)
+                for name in ("pointing_game", "pointing_game_chance", "energy_in_lesion")
+                + ("lesion_area_fraction", "top5_in_lesion", "dice")
+                + ("centre_baseline_pointing_game",)
+            }
+            print(f"  {method:>20} {dataset}: {shown}")
+    return table
+
+
+def run_external(args: argparse.Namespace, artifacts: Path) -> dict:
+    """`--external`: every lesioned slice of those datasets, scored with the saved model."""
+    raw = load_raw_data_config(args.data_dir)
+    names = [name.strip() for name in args.external.split(",") if name.strip()]
+    known = [spec.name for spec in raw.datasets]
+    if unknown := sorted(set(names) - set(known)):
+        raise SystemExit(f"--external: {', '.join(unknown)} not among {', '.join(known)}")
+    config, model = _config(args)
+    manifest, _ = build_manifest([spec for spec in raw.datasets if spec.name in names])
+    rows = external.scorable_rows(manifest, names)
+    rows = rows[rows["lesion_mask"].notna()].reset_index(drop=True)
+    tensors, labels = tensors_for_rows(rows, raw.roots, config.preprocessing, artifacts)
+    images = np.asarray(tensors, np.float32)
+    predicted = predict_probabilities(model, images).argmax(axis=1)
+    regions = lesion_masks_by_region(raw, rows, config.image_size, ("whole_tumour",))
+    patients = rows["subject"].where(rows["subject"].notna(), rows["sha256"])
+    owners = pd.DataFrame({"dataset": rows["dataset"], "patient": patients.astype(str)})
+    print(f"scoring {args.model} on {len(rows)} lesioned slices of {', '.join(names)}")
+    return {
+        "model": str(args.model),
+        "external": names,
+        "n_images": len(rows),
+        "n_patients": int(owners["patient"].nunique()),
+        "recall": round(float((predicted == labels).mean()), 4),
+        "localisation_by_method": _by_method(
+            args, model, LesionedImages(images, regions["whole_tumour"], owners), config
+        ),
     }
 
 
@@ -277,7 +379,8 @@ def _save_tumour_gallery(images, maps, masks, whole_tumour, probabilities, out: 
 
 def main() -> None:
     args = parse_args()
-    summary = run_in_folder(args.artifacts_dir, lambda folder: run(args, folder), "bp_bench_")
+    work = run_external if args.external else run
+    summary = run_in_folder(args.artifacts_dir, lambda folder: work(args, folder), "bp_bench_")
     print(json.dumps(summary))
 
 

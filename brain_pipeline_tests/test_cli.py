@@ -127,8 +127,28 @@ def test_explain_writes_an_overlay(
     assert main(["explain", str(image), "--out", str(out), "--method", "gradcam++"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["overlay"] == str(out) and 0 < report["probability"] <= 1
-    with Image.open(out) as overlay:
-        assert overlay.size[0] > 100
+    with Image.open(out) as overlay, Image.open(image) as original:
+        # Drawn on the image at its own resolution, not on the model's 48-96 px input.
+        assert overlay.size[0] >= original.size[0] and report["lesion_mask"] is None
+    # A mask beside the image (the kaggle_3m layout) is outlined and reported; one of another
+    # size is refused, naming it.
+    beside = tmp_path / image.name
+    beside.write_bytes(image.read_bytes())
+    mirror = tiny_data_dir / "_lesion_masks" / "synth_navoneel" / "yes" / f"{image.stem}.png"
+    (tmp_path / f"{image.stem}_mask.png").write_bytes(mirror.read_bytes())
+    assert main(["explain", str(beside), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["lesion_mask"].endswith(f"{image.stem}_mask.png")
+    small = tmp_path / "small_mask.png"
+    Image.new("L", (10, 10)).save(small)
+    assert main(["explain", str(beside), "--out", str(out), "--mask", str(small)]) == 1
+    err = capsys.readouterr().err
+    assert "small_mask.png" in err and "not this image's mask" in err
+    # Every method of the gallery is offered; an unknown one is refused with the choices.
+    assert main(["explain", str(image), "--out", str(out), "--method", "occlusion"]) == 0
+    assert json.loads(capsys.readouterr().out)["overlay"] == str(out)
+    with pytest.raises(SystemExit):
+        main(["explain", str(image), "--out", str(out), "--method", "guided"])
+    assert "integrated-gradients" in capsys.readouterr().err
 
 
 def test_a_bare_model_file_is_preprocessed_as_the_project_trains_with_a_warning(

@@ -142,6 +142,25 @@ def test_explain_returns_an_overlay_or_the_map(client: TestClient, tiny_data_dir
     size = client.get("/model").json()["input_size"]
     assert heatmap.shape == (size, size) and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     assert as_json["predicted_class"] == overlay.headers["x-predicted-class"]
+    params = {"format": "json", "method": "integrated-gradients"}
+    other = client.post("/explain", files=upload, params=params).json()
+    assert other["method"] == "integrated-gradients" and np.array(other["map"]).shape == (size,) * 2
+    unknown = client.post("/explain", files=upload, params={"method": "guided"})
+    assert unknown.status_code == 422 and "occlusion" in unknown.text
+    # The overlay is drawn on the upload at its own size; a lesion mask of another size is
+    # refused, naming the mask's file; one of the same size is outlined.
+    with Image.open(path) as original:
+        width, height = original.size
+    assert Image.open(io.BytesIO(overlay.content)).size[0] >= width
+    wrong = {"mask": ("m.png", encoded(Image.new("L", (8, 8)), "PNG"), "image/png")}
+    refused = client.post("/explain", files=upload | wrong)
+    assert refused.status_code == 422 and refused.json()["error"] == "mask_size_mismatch"
+    assert refused.json()["filename"] == "m.png" and f"{width}x{height}" in refused.text
+    lesion = np.zeros((height, width), np.uint8)
+    lesion[height // 3 : height // 2, width // 3 : width // 2] = 255
+    right = {"mask": ("m.png", encoded(Image.fromarray(lesion), "PNG"), "image/png")}
+    outlined = client.post("/explain", files=upload | right)
+    assert outlined.status_code == 200 and outlined.content != overlay.content
 
 
 def test_health_model_and_openapi(client: TestClient, materialized: MaterializedRun) -> None:

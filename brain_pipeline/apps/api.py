@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from brain_pipeline.core.artifacts import figure_png
 from brain_pipeline.core.data.subjects import compile_group_pattern
+from brain_pipeline.core.explain.method_names import DEFAULT_METHOD, METHODS
 from brain_pipeline.core.serving.batching import MicroBatcher
 from brain_pipeline.core.serving.decoding import (
     InputError,
@@ -30,7 +31,7 @@ from brain_pipeline.core.serving.decoding import (
     check_content_type,
     decode_image,
 )
-from brain_pipeline.core.serving.predictor import Predictor, Prepared
+from brain_pipeline.core.serving.predictor import Predictor
 from brain_pipeline.core.serving.source import ModelSource, model_summary
 from brain_pipeline.core.serving.subjects import per_subject
 
@@ -235,13 +236,15 @@ def _add_routes(app: FastAPI, state: ServingState, limits: UploadLimits) -> None
             response["subjects"] = per_subject(names, answers, pattern)
         return response
 
-    @app.post("/explain", summary="Grad-CAM overlay (PNG) or map (JSON) for one image")
+    @app.post("/explain", summary="Explanation overlay (PNG) or map (JSON) for one image")
     async def explain(
         file: Annotated[UploadFile, File()],
-        method: Literal["gradcam", "gradcam++"] = "gradcam",
+        mask: Annotated[UploadFile | None, File(description="its lesion mask, outlined")] = None,
+        method: Literal[METHODS] = DEFAULT_METHOD,  # type: ignore[valid-type]
         output: Annotated[Literal["png", "json"], Query(alias="format")] = "png",
     ):
         image = await _decoded(file, limits)
+        lesion = None if mask is None else await _lesion_mask(mask, limits, image.size)
         predictor = state.predictor
         item = await run_in_threadpool(predictor.prepare, image)
         loop = asyncio.get_running_loop()
@@ -254,20 +257,16 @@ def _add_routes(app: FastAPI, state: ServingState, limits: UploadLimits) -> None
                 status_code=422,
             )
         if output == "json":
-            return {
-                "filename": file.filename,
-                **answer,
-                "method": method,
-                "map": heatmap.round(4).tolist(),
-            }
-        png = await run_in_threadpool(_overlay_png, item, heatmap, answer, file.filename)
+            map_ = heatmap.round(4).tolist()
+            return {"filename": file.filename, **answer, "method": method, "map": map_}
+        png = await run_in_threadpool(
+            _overlay_png, image, heatmap, answer, file.filename, lesion, method
+        )
+        headers = {"X-Model-Version": predictor.version}
         return Response(
             png,
             media_type="image/png",
-            headers={
-                "X-Model-Version": predictor.version,
-                "X-Predicted-Class": answer["predicted_class"],
-            },
+            headers=headers | {"X-Predicted-Class": answer["predicted_class"]},
         )
 
     @app.get("/health", summary="Liveness, the model that answers, batching counters")
@@ -288,15 +287,41 @@ def _add_routes(app: FastAPI, state: ServingState, limits: UploadLimits) -> None
         return await run_in_threadpool(model_summary, state.predictor, state.source.artifacts_dir)
 
 
-def _overlay_png(item: Prepared, heatmap: np.ndarray, answer: dict, name: str | None) -> bytes:
-    from brain_pipeline.core.plots import render_gallery
+def _overlay_png(image, heatmap, answer: dict, name: str | None, lesion, method: str) -> bytes:
+    """The map on the uploaded image at its own resolution, the lesion mask outlined."""
+    from brain_pipeline.core.explain.overlays import original_view, render_original_overlays
 
     probability = answer["probabilities"][answer["predicted_class"]]
     title = f"{answer['predicted_class']} ({probability:.2f})"
-    figure = render_gallery(
-        item.tensor[np.newaxis], heatmap[np.newaxis], [title], columns=1, suptitle=name or ""
-    )
+    view = original_view(image, heatmap, lesion)
+    figure = render_original_overlays([view], [title], suptitle=name or "", method=method)
     return figure_png(figure)
+
+
+async def _lesion_mask(upload: UploadFile, limits: UploadLimits, size: tuple[int, int]):
+    """The `mask` part as a boolean lesion mask of an image of `size` (width, height), or
+    InputError naming the part's file."""
+    from brain_pipeline.core.data.lesions import read_lesion_mask
+
+    data = await upload.read(limits.max_bytes + 1)
+    try:
+        if len(data) > limits.max_bytes:
+            raise ValueError(f"larger than {limits.max_bytes} bytes")
+        lesion = await run_in_threadpool(read_lesion_mask, io.BytesIO(data))
+    except (OSError, ValueError) as exc:
+        error = InputError(422, "unreadable_mask", f"cannot read as a lesion mask: {exc}")
+        error.filename = upload.filename
+        raise error from exc
+    if (lesion.shape[1], lesion.shape[0]) != tuple(size):
+        error = InputError(
+            422,
+            "mask_size_mismatch",
+            f"the lesion mask is {lesion.shape[1]}x{lesion.shape[0]} but the image is "
+            f"{size[0]}x{size[1]}: not this image's mask",
+        )
+        error.filename = upload.filename
+        raise error
+    return lesion
 
 
 def serve(source: ModelSource, host: str, port: int, settings: ServeSettings) -> None:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from brain_pipeline.core.explain.method_names import DEFAULT_METHOD, METHODS
+
 
 def _synth(args: argparse.Namespace) -> int:
     from brain_pipeline.synthetic.phantoms import synthesize_datasets
@@ -129,38 +131,62 @@ def _group_pattern(text: str | None):
 
 def _explain(args: argparse.Namespace) -> int:
     from brain_pipeline.core.artifacts import write_figure
-    from brain_pipeline.core.plots import render_gallery
+    from brain_pipeline.core.explain.overlays import original_view, render_original_overlays
+    from brain_pipeline.core.imaging.preprocessing import load_image
 
     predictor = _predictor(args.model, "explain")
-    prepared, errors = _load_inputs([args.image], predictor)
-    if errors:
-        print(f"brain-pipeline explain: {args.image}: {errors[args.image]}", file=sys.stderr)
+    try:
+        image = load_image(Path(args.image))
+        mask_path = Path(args.mask) if args.mask else _mask_beside(Path(args.image))
+        mask = _lesion_mask(mask_path)
+        item = predictor.prepare(image)
+    except Exception as exc:  # unreadable image or mask: say which, no traceback
+        print(f"brain-pipeline explain: {exc}", file=sys.stderr)
         return 1
-    answer, heatmap = predictor.explain(prepared[args.image], method=args.method)
+    answer, heatmap = predictor.explain(item, method=args.method)
     if answer["in_distribution"] is False:
         print(json.dumps({"path": args.image, **answer}))
         print(f"brain-pipeline explain: {args.image}: {answer['note']}", file=sys.stderr)
         return 1
     predicted = answer["predicted_class"]
     title = f"{predicted} ({answer['probabilities'][predicted]:.2f})"
-    image = prepared[args.image].tensor[None]
-    figure = render_gallery(
-        image, heatmap[None], [title], columns=1, suptitle=Path(args.image).name
-    )
+    try:
+        view = original_view(image, heatmap, mask)
+    except ValueError as exc:
+        print(f"brain-pipeline explain: {mask_path}: {exc}", file=sys.stderr)
+        return 1
+    name = Path(args.image).name
+    figure = render_original_overlays([view], [title], suptitle=name, method=args.method)
     write_figure(Path(args.out), figure)
     summary = {k: answer[k] for k in ("predicted_class", "in_distribution", "ood_score")}
-    print(
-        json.dumps(
-            {
-                "path": args.image,
-                **summary,
-                "probability": answer["probabilities"][predicted],
-                "method": args.method,
-                "overlay": str(args.out),
-            }
-        )
-    )
+    report = {"path": args.image, **summary, "probability": answer["probabilities"][predicted]}
+    report |= {"method": args.method, "overlay": str(args.out)}
+    print(json.dumps(report | {"lesion_mask": None if mask_path is None else str(mask_path)}))
     return 0
+
+
+def _mask_beside(image: Path) -> Path | None:
+    """The `<stem>_mask.<image suffix>` file beside an image (the kaggle_3m layout), if any."""
+    from brain_pipeline.core.data.mask_conventions import MASK_SUFFIX
+    from brain_pipeline.core.data.sources import IMAGE_SUFFIXES
+
+    for suffix in sorted(IMAGE_SUFFIXES):
+        candidate = image.with_name(f"{image.stem}{MASK_SUFFIX}{suffix}")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _lesion_mask(path: Path | None):
+    """The whole-tumour mask of a mask file, or None; an unreadable file names itself."""
+    from brain_pipeline.core.data.lesions import read_lesion_mask
+
+    if path is None:
+        return None
+    try:
+        return read_lesion_mask(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read as a lesion mask: {exc}") from exc
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -259,11 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_predict)
 
-    explain = commands.add_parser("explain", help="predicted class and a Grad-CAM overlay")
+    explain = commands.add_parser(
+        "explain", help="predicted class and an explanation overlay on the original image"
+    )
     explain.add_argument("image", metavar="IMAGE")
     explain.add_argument("--out", required=True, help="where to write the overlay PNG")
     explain.add_argument("--model", help=".keras file (default: the champion model)")
-    explain.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
+    explain.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    explain.add_argument(
+        "--mask",
+        help="a lesion mask of the image, outlined on the overlay (default: IMAGE's "
+        "<stem>_mask.<suffix> beside it, where one exists)",
+    )
     explain.set_defaults(handler=_explain)
 
     lineage = commands.add_parser(

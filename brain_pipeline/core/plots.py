@@ -215,9 +215,12 @@ def render_gallery(
     cmap: str = "inferno",
     suptitle: str = "",
     outlines: Sequence[np.ndarray | None] | None = None,
+    tile_inches: float = 2.4,
+    colour_label: str = "Grad-CAM relevance",
 ) -> Figure:
     """Grid of heatmap overlays with titles and one shared colour bar; where `outlines`
-    gives an image a lesion mask, its outline is drawn over the overlay."""
+    gives an image a lesion mask, its outline is drawn over the overlay. Images may differ
+    in size (each tile shows its own at `tile_inches`)."""
     n = len(images)
     outlines = [None] * n if outlines is None else list(outlines)
     if len(heatmaps) != n or len(titles) != n or len(outlines) != n:
@@ -232,7 +235,8 @@ def render_gallery(
     cols = max(1, min(columns, n))
     rows = math.ceil(n / cols)
     fig = Figure(
-        figsize=(2.4 * cols + 1.0, 2.6 * rows + (0.4 if suptitle else 0.0)), layout="constrained"
+        figsize=(tile_inches * cols + 1.0, (tile_inches + 0.2) * rows + (0.4 if suptitle else 0)),
+        layout="constrained",
     )
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -249,7 +253,7 @@ def render_gallery(
     colour_bar = fig.colorbar(
         ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=axes.ravel().tolist(), shrink=0.8
     )
-    colour_bar.set_label("Grad-CAM relevance")
+    colour_bar.set_label(colour_label)
     if suptitle:
         fig.suptitle(suptitle)
     return fig

@@ -8,7 +8,7 @@ from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import subjects
-from brain_pipeline.core.data.lesions import lesion_masks_by_region
+from brain_pipeline.core.data.lesions import lesion_masks_by_region, original_with_mask
 from brain_pipeline.core.explain.gallery import (
     GallerySettings,
     PatientLesions,
@@ -40,7 +40,7 @@ class GalleryConfig(dg.Config):
 @dg.asset(
     deps=[trained_model, dataset_splits],
     group_name="model",
-    code_version="9",
+    code_version="10",
     kinds={"keras"},
 )
 def gradcam_gallery(
@@ -71,10 +71,23 @@ def gradcam_gallery(
         )
     chosen, probabilities, scores = explained.chosen, explained.probabilities, explained.scores
     predicted = probabilities.argmax(axis=1)
+
+    # The maps are drawn on the test images as read, at their own resolution.
+    def load_original(i: int):
+        return original_with_mask(inputs.raw, test.iloc[i])
+
     figures = gallery_figures(
-        images, explained.heatmaps, chosen, labels, probabilities, TARGET_CLASSES
+        images,
+        explained.heatmaps,
+        chosen,
+        labels,
+        probabilities,
+        TARGET_CLASSES,
+        load_original,
+        config.method,
     )
-    figures |= lesion_figures(explained, images, test["dataset"].tolist())
+    datasets = test["dataset"].tolist()
+    figures |= lesion_figures(explained, images, datasets, 8, load_original, config.method)
     galleries = {
         f"gallery_{name}": step.figure(f"{name}.png", figure) for name, figure in figures.items()
     }

@@ -48,6 +48,23 @@ def lesion_mask_path(masks_root: Path, dataset: str, relative_image_path: str) -
     return Path(masks_root, dataset, *relative.with_suffix(".png").parts)
 
 
+def read_lesion_mask(path: Path, region: str = "whole_tumour") -> np.ndarray:
+    """One lesion mask file as a boolean (H, W) array of `region` (see LESION_REGIONS)."""
+    if region not in LESION_REGIONS:
+        raise ValueError(f"unknown lesion region {region!r}; expected one of {LESION_REGIONS}")
+    return np.asarray(Image.open(path).convert("L")) > _REGION_THRESHOLD[region]
+
+
+def original_with_mask(raw: RawDataConfig, row: pd.Series) -> tuple[Image.Image, np.ndarray | None]:
+    """A manifest or index row's image as read, and its whole-tumour mask in the same pixels
+    (None: the image has no mask)."""
+    image = load_image(filesystem_path(raw.roots[row["dataset"]], row["path"]))
+    mask = row.get("lesion_mask")
+    if not isinstance(mask, str) or not mask:
+        return image, None
+    return image, read_lesion_mask(raw.mask_roots[row["dataset"]] / mask)
+
+
 def lesion_masks_by_region(
     raw: RawDataConfig,
     rows: pd.DataFrame,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
-from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import best_dice_percentile
+from brain_pipeline.core.explain.method_names import DEFAULT_METHOD, METHODS
+from brain_pipeline.core.explain.methods import explanation_maps
+from brain_pipeline.core.explain.overlays import original_view, render_original_overlays
 from brain_pipeline.core.explain.scores import (
     Lesions,
     MapSettings,
@@ -39,6 +42,10 @@ def gallery_selection(
     return np.array(chosen, dtype=np.int64)
 
 
+# Test image index -> the image as read and its lesion mask in the same pixels (or None).
+OriginalLoader = Callable[[int], tuple[Image.Image, np.ndarray | None]]
+
+
 def gallery_figures(
     images: np.ndarray,
     heatmaps: np.ndarray,
@@ -46,15 +53,18 @@ def gallery_figures(
     labels: np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
+    load_original: OriginalLoader | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> dict[str, object]:
     """`{class}_{outcome}` -> figure of the chosen images' overlays.
 
     `heatmaps[k]` is the map of image `chosen[k]`; `labels` and `probabilities` cover every
-    image. Empty galleries are drawn too, so every class shows both outcomes.
+    image. Empty galleries are drawn too, so every class shows both outcomes. With
+    `load_original`, each map is drawn on the image as read (lesion outlined), else on the
+    model input.
     """
     predicted = probabilities.argmax(axis=1)
     position_of = {int(image_index): k for k, image_index in enumerate(chosen)}
-    side = images.shape[1]
     figures: dict[str, object] = {}
     for class_index, name in enumerate(class_names):
         for outcome in OUTCOMES:
@@ -69,15 +79,47 @@ def gallery_figures(
                 f" ({probabilities[i, predicted[i]]:.2f})"
                 for i in members
             ]
-            figures[f"{name}_{outcome}"] = render_gallery(
-                images[members] if members else np.zeros((0, side, side, 1)),
-                heatmaps[[position_of[i] for i in members]]
-                if members
-                else np.zeros((0, side, side)),
+            maps = np.asarray(heatmaps)[[position_of[i] for i in members]]
+            figures[f"{name}_{outcome}"] = overlays_of(
+                images,
+                members,
+                maps,
                 titles,
-                suptitle=f"{name}: {outcome} ({len(members)})",
+                f"{name}: {outcome} ({len(members)})",
+                load_original,
+                method,
             )
     return figures
+
+
+def overlays_of(
+    images: np.ndarray,
+    members: list[int],
+    maps: np.ndarray,
+    titles: list[str],
+    suptitle: str,
+    load_original: OriginalLoader | None,
+    method: str,
+    outlines: list[np.ndarray | None] | None = None,
+):
+    """A gallery of `maps` of `images[members]`: on the images as read where
+    `load_original` gives them (their lesion masks outlined), else on the model inputs
+    (with `outlines` in their geometry)."""
+    if load_original is not None and members:
+        views = []
+        for i, heat in zip(members, maps, strict=True):
+            image, lesion = load_original(i)
+            views.append(original_view(image, heat, lesion))
+        return render_original_overlays(views, titles, suptitle=suptitle, method=method)
+    side = images.shape[1]
+    return render_gallery(
+        images[members] if members else np.zeros((0, side, side, 1)),
+        maps if members else np.zeros((0, side, side)),
+        titles,
+        suptitle=suptitle,
+        outlines=outlines,
+        colour_label=f"{method} relevance",
+    )
 
 
 @dataclass(frozen=True)
@@ -112,9 +154,15 @@ class GallerySettings:
     is the launchpad's face of these, field for field)."""
 
     images_per_gallery: int = 8  # per class and outcome (correct, misclassified)
-    method: str = "gradcam"
+    method: str = DEFAULT_METHOD  # one of method_names.METHODS
     layer_name: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"gradcam_gallery: method must be one of {', '.join(METHODS)}; got {self.method!r}"
+            )
 
     def maps(self, skull_stripped: bool) -> MapSettings:
         return MapSettings(self.method, self.layer_name, self.seed, skull_stripped)
@@ -140,7 +188,7 @@ def explain_test_set(
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
     chosen = gallery_selection(labels, predicted, settings.images_per_gallery, settings.seed)
-    heatmaps = gradcam(
+    heatmaps = explanation_maps(
         model,
         images[chosen],
         predicted[chosen],
@@ -175,26 +223,33 @@ def explain_test_set(
 
 
 def lesion_figures(
-    explained: ExplainedTestSet, images: np.ndarray, datasets: Sequence[str], per_dataset: int = 8
+    explained: ExplainedTestSet,
+    images: np.ndarray,
+    datasets: Sequence[str],
+    per_dataset: int = 8,
+    load_original: OriginalLoader | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> dict[str, object]:
     """`lesions_{dataset}` -> the first `per_dataset` test images of each dataset with lesion
-    masks: the tumour-class map over the image, the lesion's outline drawn on it."""
+    masks: the tumour-class map over the image (as read, with `load_original`), the
+    lesion's outline drawn on it."""
     figures: dict[str, object] = {}
     by_dataset: dict[str, list[int]] = {}
     for k, i in enumerate(explained.lesioned):
         by_dataset.setdefault(str(datasets[i]), []).append(k)
+    tumour = TARGET_CLASSES.index(TUMOR)
     for dataset, members in sorted(by_dataset.items()):
         shown = members[:per_dataset]
-        tumour = TARGET_CLASSES.index(TUMOR)
-        figures[f"lesions_{dataset}"] = render_gallery(
-            images[[explained.lesioned[k] for k in shown]],
+        indices = [explained.lesioned[k] for k in shown]
+        figures[f"lesions_{dataset}"] = overlays_of(
+            images,
+            indices,
             np.asarray(explained.lesion_maps)[shown],
-            [
-                f"P(tumour) {explained.probabilities[explained.lesioned[k], tumour]:.2f}"
-                for k in shown
-            ],
+            [f"P(tumour) {explained.probabilities[i, tumour]:.2f}" for i in indices],
+            f"{dataset}: tumour evidence, lesion outlined",
+            load_original,
+            method,
             outlines=[explained.lesion_masks[k] for k in shown],
-            suptitle=f"{dataset}: tumour evidence, lesion outlined",
         )
     return figures
 
@@ -207,7 +262,7 @@ def _dice_percentile(model, patients: PatientLesions, settings, skull_stripped) 
         return None
     images = patients.train_images[kept]
     tumour = TARGET_CLASSES.index(TUMOR)
-    maps = gradcam(
+    maps = explanation_maps(
         model,
         images,
         np.full(len(kept), tumour),
@@ -227,7 +282,7 @@ def _tumour_lesions(model, images, lesion_regions, lesioned: list[int], settings
         whole_tumour=[lesion_regions["whole_tumour"][i] for i in lesioned],
         images=images[lesioned],
         target_class=tumour,
-        maps=gradcam(
+        maps=explanation_maps(
             model,
             images[lesioned],
             np.full(len(lesioned), tumour),

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 METHODS = ("gradcam", "gradcam++")
 LOGITS_LAYER = "logits"
-_CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D)
+CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D)
 
 # Layers that only rescale or rectify a feature map, channel by channel.
 _ELEMENTWISE_TYPES = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation)
@@ -30,14 +30,20 @@ def last_conv_layer_name(model: keras.Model) -> str:
     """
     layers = model.layers
     for position in range(len(layers) - 1, -1, -1):
-        if isinstance(layers[position], _CONV_TYPES):
-            end = position
-            while end + 1 < len(layers) and isinstance(layers[end + 1], _ELEMENTWISE_TYPES):
-                if len(layers[end + 1].output.shape) != 4:
-                    break
-                end += 1
-            return layers[end].name
+        if isinstance(layers[position], CONV_TYPES):
+            return conv_block_output(layers, position)
     raise ValueError(f"model {model.name!r} has no Conv2D/SeparableConv2D layer for Grad-CAM")
+
+
+def conv_block_output(layers: list, position: int) -> str:
+    """The name of the convolution at `position`, or of the BatchNorm / ReLU layers right
+    after it that keep its output's shape (its block's output)."""
+    end = position
+    while end + 1 < len(layers) and isinstance(layers[end + 1], _ELEMENTWISE_TYPES):
+        if layers[end + 1].output.shape != layers[position].output.shape:
+            break
+        end += 1
+    return layers[end].name
 
 
 def as_image_batch(images: np.ndarray) -> np.ndarray:
@@ -50,7 +56,7 @@ def as_image_batch(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _model_inputs(model: keras.Model, images: np.ndarray) -> list:
+def model_inputs(model: keras.Model, images: np.ndarray) -> list:
     # An unbuilt Sequential has no symbolic inputs until it is called once.
     try:
         inputs = model.inputs
@@ -62,7 +68,7 @@ def _model_inputs(model: keras.Model, images: np.ndarray) -> list:
     return list(inputs)
 
 
-def _logits_output(model: keras.Model) -> Any:
+def logits_output(model: keras.Model) -> Any:
     # Gradients must come from the logits: a saturated softmax has ~0 gradient.
     try:
         return model.get_layer(LOGITS_LAYER).output
@@ -77,9 +83,9 @@ def _logits_output(model: keras.Model) -> Any:
 
 
 def _grad_model(model: keras.Model, images: np.ndarray, layer_name: str) -> keras.Model:
-    inputs = _model_inputs(model, images)
+    inputs = model_inputs(model, images)
     conv_output = model.get_layer(layer_name).output
-    return keras.Model(inputs, [conv_output, _logits_output(model)])
+    return keras.Model(inputs, [conv_output, logits_output(model)])
 
 
 def _channel_weights(conv: tf.Tensor, grads: tf.Tensor, method: str) -> tf.Tensor:
@@ -95,7 +101,7 @@ def _channel_weights(conv: tf.Tensor, grads: tf.Tensor, method: str) -> tf.Tenso
     return tf.reduce_sum(alphas * tf.nn.relu(grads), axis=(1, 2), keepdims=True)
 
 
-def _normalise_maps(maps: np.ndarray) -> np.ndarray:
+def normalise_maps(maps: np.ndarray) -> np.ndarray:
     """Divide each map by its max; all-zero maps stay zero (no NaN)."""
     peak = maps.max(axis=(1, 2), keepdims=True)
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0).astype(np.float32)
@@ -138,7 +144,7 @@ def gradcam(
         maps.append(cam[..., 0].numpy())
     if not maps:
         return np.zeros((0, height, width), np.float32)
-    return _normalise_maps(np.maximum(np.concatenate(maps), 0.0))
+    return normalise_maps(np.maximum(np.concatenate(maps), 0.0))
 
 
 def random_heatmaps(
@@ -150,4 +156,4 @@ def random_heatmaps(
     noise = rng.random((n, *coarse, 1), dtype=np.float32)
     maps = tf.image.resize(noise, (height, width), method="bilinear").numpy()[..., 0]
     maps -= maps.min(axis=(1, 2), keepdims=True)
-    return _normalise_maps(maps)
+    return normalise_maps(maps)

@@ -6,6 +6,8 @@ tolerance of the lesion; its chance rate is what a peak placed at random in the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -150,17 +152,47 @@ def best_dice_percentile(
     return float(candidates[int(np.argmax(means))])
 
 
+def cross_fitted_dice_percentiles(
+    heatmaps: np.ndarray,
+    masks: list[np.ndarray],
+    brains: list[np.ndarray],
+    patients: Sequence[str],
+    seed: int = 0,
+) -> np.ndarray:
+    """Per image, the Dice threshold percentile chosen on the other half of the patients
+    (two halves, drawn at random): where no training patient has a lesion mask (an external
+    source), each image's threshold is still chosen on patients other than its own."""
+    patients = np.asarray(patients, dtype=str)
+    names = np.random.default_rng(seed).permutation(np.unique(patients))
+    if len(names) < 2:
+        raise ValueError("cross-fitting a Dice threshold needs at least two patients")
+    first = np.isin(patients, names[: len(names) // 2])
+    chosen = np.empty(len(patients))
+    for half in (first, ~first):
+        other = np.flatnonzero(~half)
+        chosen[half] = best_dice_percentile(
+            heatmaps[other], [masks[i] for i in other], [brains[i] for i in other]
+        )
+    return chosen
+
+
 def localisation_rows(
     heatmaps: np.ndarray,
     masks: list[np.ndarray],
     brains: list[np.ndarray],
-    dice_percentile: float | None = None,
+    dice_percentile: float | Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """One row per (map, lesion mask, brain mask): each localisation figure of that image
     (the pointing games as 0/1), so that any set of them can be averaged or resampled; with
-    `dice_percentile`, also the Dice overlap of the map thresholded there."""
+    `dice_percentile` (one for all, or one per image), also the Dice overlap of the map
+    thresholded there."""
+    percentiles = (
+        [None] * len(masks)
+        if dice_percentile is None
+        else np.broadcast_to(np.asarray(dice_percentile, float), (len(masks),))
+    )
     rows = []
-    for heat, mask, brain in zip(heatmaps, masks, brains, strict=True):
+    for heat, mask, brain, percentile in zip(heatmaps, masks, brains, percentiles, strict=True):
         lesion = np.asarray(mask, bool)
         row = {
             "pointing_game": float(pointing_game_hit(heat, lesion)),
@@ -172,8 +204,8 @@ def localisation_rows(
                 pointing_game_hit(brain_centre_map(brain), lesion)
             ),
         }
-        if dice_percentile is not None:
-            row["dice"] = dice(thresholded_map(heat, brain, dice_percentile), lesion)
+        if percentile is not None:
+            row["dice"] = dice(thresholded_map(heat, brain, percentile), lesion)
         rows.append(row)
     columns = [*LOCALISATION_FIGURES, *(["dice"] if dice_percentile is not None else [])]
     return pd.DataFrame(rows, columns=columns)

@@ -16,13 +16,14 @@ from brain_pipeline.core.explain.faithfulness import (
     rank_correlation,
     ssim,
 )
-from brain_pipeline.core.explain.heatmaps import as_image_batch, gradcam, random_heatmaps
+from brain_pipeline.core.explain.heatmaps import as_image_batch, random_heatmaps
 from brain_pipeline.core.explain.localisation import (
     LOCALISATION_FIGURES,
     heat_share,
     localisation_rows,
     pointing_tolerance_px,
 )
+from brain_pipeline.core.explain.methods import explanation_maps
 from brain_pipeline.core.imaging.brain_mask import brain_mask
 from brain_pipeline.core.model.intervals import group_bootstrap_mean
 
@@ -130,7 +131,7 @@ def score_explanations(
     elif lesions.maps is not None:
         lesion_maps = np.asarray(lesions.maps)[lesioned]
     else:
-        lesion_maps = gradcam(
+        lesion_maps = explanation_maps(
             model,
             lesions.images[lesioned],
             np.full(len(lesioned), lesions.target_class),
@@ -215,7 +216,7 @@ def _sanity_scores(
 ) -> tuple[float, float]:
     """Mean rank correlation and SSIM of the maps with those of the same images and classes
     under randomised weights: a faithful method's maps must change."""
-    scrambled = gradcam(
+    scrambled = explanation_maps(
         randomize_weights(model, settings.seed),
         images,
         class_indices,
@@ -260,19 +261,23 @@ def localisation_by_dataset(
     owners: pd.DataFrame,
     *,
     skull_stripped: bool,
-    dice_percentile: float | None = None,
+    dice_percentile: float | np.ndarray | None = None,
 ) -> dict[str, dict]:
     """Each localisation figure per dataset (`owners`: one row per image with its `dataset`
     and `patient`), as a mean with its 95% interval over patients; images whose mask is
-    empty at this size are left out. With `dice_percentile` (chosen on other patients), the
-    Dice overlap of the maps thresholded there too."""
+    empty at this size are left out. With `dice_percentile` (chosen on other patients: one
+    for all images, or one per image), the Dice overlap of the maps thresholded there too."""
     kept = [i for i, mask in enumerate(masks) if mask is not None and np.any(mask)]
     brains = [brain_mask(images[i], skull_stripped=skull_stripped) for i in kept]
-    table = localisation_rows(
-        np.asarray(maps)[kept], [masks[i] for i in kept], brains, dice_percentile
+    percentiles = (
+        None
+        if dice_percentile is None
+        else np.broadcast_to(np.asarray(dice_percentile, float), (len(masks),))[kept]
     )
+    table = localisation_rows(np.asarray(maps)[kept], [masks[i] for i in kept], brains, percentiles)
     figures = list(table.columns)
     table[["dataset", "patient"]] = owners[["dataset", "patient"]].to_numpy()[kept]
+    table["percentile"] = percentiles
     result = {}
     for dataset, rows in table.groupby("dataset"):
         patients = rows["patient"].to_numpy()
@@ -281,6 +286,7 @@ def localisation_by_dataset(
             "n_patients": int(rows["patient"].nunique()),
             **{f: group_bootstrap_mean(patients, rows[f].to_numpy()) for f in figures},
         }
-        if dice_percentile is not None:
-            result[str(dataset)]["dice_percentile"] = dice_percentile
+        if percentiles is not None:
+            chosen = sorted({float(q) for q in rows["percentile"]})
+            result[str(dataset)]["dice_percentile"] = chosen[0] if len(chosen) == 1 else chosen
     return result

@@ -227,6 +227,23 @@ def mask_to_model_geometry(image: Image.Image, mask: np.ndarray, size: int) -> n
     return _move_mask(mask, gray, head_bounding_box(gray), size)
 
 
+def map_to_image_geometry(image: Image.Image, heatmap: np.ndarray) -> np.ndarray:
+    """The inverse of the geometry: a (size, size) map of the model input carried back to
+    ``image``'s own pixels (H, W) through the resize, the padding and the head crop;
+    zero outside the head's box (the model never saw it)."""
+    gray = np.asarray(to_grayscale(image), dtype=np.float32) / 255.0
+    top, bottom, left, right = head_bounding_box(gray)
+    height, width = bottom - top, right - left
+    side = max(height, width)
+    heat = np.asarray(heatmap, np.float32).squeeze()
+    square = Image.fromarray(heat, mode="F").resize((side, side), Image.Resampling.BILINEAR)
+    offset_y, offset_x = (side - height) // 2, (side - width) // 2
+    out = np.zeros(gray.shape, np.float32)
+    crop = np.asarray(square, np.float32)[offset_y : offset_y + height, offset_x : offset_x + width]
+    out[top:bottom, left:right] = crop
+    return out
+
+
 def build_tensor_cache(
     files: Sequence[Path],
     sha256s: Sequence[str],

@@ -103,11 +103,12 @@ class Predictor:
         }
 
     def explain(self, item: Prepared, method: str = "gradcam") -> tuple[dict, np.ndarray | None]:
-        """The answer for one image and its Grad-CAM map (size x size, in [0, 1]); no map
-        (None) for an image the guard refuses, whose class means nothing to explain."""
-        from brain_pipeline.core.explain.heatmaps import gradcam
+        """The answer for one image and its map by `method` (one of `methods.METHODS`; size x
+        size, in [0, 1]); no map (None) for an image the guard refuses, whose class means
+        nothing to explain."""
+        from brain_pipeline.core.explain.methods import explanation_maps
 
         (answer,) = self.run([item])
         if answer["in_distribution"] is False:
             return answer, None
-        return answer, gradcam(self.model, item.tensor[np.newaxis], method=method)[0]
+        return answer, explanation_maps(self.model, item.tensor[np.newaxis], method=method)[0]

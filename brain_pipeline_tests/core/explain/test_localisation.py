@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brain_pipeline.core.explain.heatmaps import gradcam
 from brain_pipeline.core.explain.localisation import (
     brain_centre_map,
     heat_share,
@@ -17,13 +16,15 @@ from brain_pipeline.core.explain.localisation import (
     pointing_tolerance_px,
     top_heat_in_lesion,
 )
+from brain_pipeline.core.explain.method_names import METHODS
+from brain_pipeline.core.explain.methods import explanation_maps
 from brain_pipeline.core.imaging.brain_mask import dilate
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", METHODS)
 def test_pointing_game_beats_chance(model, lesion_set, method):
     images, labels, masks = lesion_set
-    maps = gradcam(model, images, labels, method=method)
+    maps = explanation_maps(model, images, labels, method=method)
     tolerance = pointing_tolerance_px(images.shape[1])
     hits = [pointing_game_hit(h, m) for h, m in zip(maps, masks, strict=True)]
     # Chance: a random peak lands in the dilated lesion.

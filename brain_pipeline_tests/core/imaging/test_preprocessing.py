@@ -17,6 +17,8 @@ from brain_pipeline.core.imaging.preprocessing import (
     equalise_foreground,
     filesystem_path,
     head_bounding_box,
+    map_to_image_geometry,
+    mask_to_model_geometry,
     preprocess_image,
     preprocess_with_mask,
 )
@@ -43,6 +45,22 @@ def test_same_head_in_different_sizes_modes_and_borders_gives_the_same_tensor() 
     assert small.shape == large_rgb.shape == (64, 64, 1)
     assert small.dtype == np.float32 and small.max() <= 1.0 and small.min() >= 0.0
     assert np.abs(small - large_rgb).mean() < 0.03
+
+
+def test_a_map_of_the_model_input_is_carried_back_onto_the_original_pixels() -> None:
+    # A wide head off-centre in a bordered frame: crop, pad (top and bottom) and resize.
+    image = Image.new("L", (300, 200))
+    image.paste(_head(220, 120, 4), (60, 50))
+    lesion = np.zeros((200, 300), bool)
+    lesion[90:120, 200:240] = True
+    there = mask_to_model_geometry(image, lesion, 64)
+    back = map_to_image_geometry(image, there.astype(np.float32))
+    assert back.shape == (200, 300) and back.dtype == np.float32
+    found = back > 0.5
+    assert (found & lesion).sum() / (found | lesion).sum() > 0.8
+    # Outside the head's box the model saw nothing, so the map is zero there.
+    top, bottom, left, right = head_bounding_box(np.asarray(image, np.float32) / 255)
+    assert back[:top].max() == 0 and back[:, right:].max() == 0
 
 
 def test_mask_follows_the_image_geometry() -> None:
