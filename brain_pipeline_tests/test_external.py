@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from brain_pipeline.core.data.lesions import lesion_mask_path
+from brain_pipeline.core.data.mask_conventions import MIRROR_FOLDER
 from brain_pipeline.core.data.sources import DatasetConfigError, load_raw_data_config
 from brain_pipeline.synthetic.phantoms import synthesize_datasets
 from brain_pipeline_tests.conftest import materialize_in
@@ -39,10 +41,14 @@ def _external_set(root: Path, other_style: Path) -> dict[str, int]:
     synthesize_datasets(other_style, seed=11, images_per_label=9, image_scale=0.45, difficulty=0.2)
     layout = other_style / "synth_preetviradiya" / "Brain Tumor Data Set" / "Brain Tumor Data Set"
     target = root / "external_4class"
+    masks = other_style / MIRROR_FOLDER / "synth_preetviradiya"
     for position, image in enumerate(sorted((layout / "Brain Tumor").iterdir())):
         folder = target / TUMOUR_FOLDERS[position % 3]
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(image, folder / image.name)
+        # Its lesion mask beside it, as the kaggle_3m layout keeps them.
+        mask = lesion_mask_path(masks.parent, masks.name, str(image.relative_to(layout.parents[1])))
+        shutil.copy2(mask, folder / f"{image.stem}_mask.png")
     (target / "notumor").mkdir()
     for image in sorted((layout / "Healthy").iterdir()):
         shutil.copy2(image, target / "notumor" / image.name)
@@ -70,8 +76,10 @@ def test_the_external_set_is_never_trained_on(external_run) -> None:
     index = pd.read_parquet(run.path("balanced_index"))
     splits = pd.read_parquet(run.path("dataset_splits"))
     assert "external_4class" not in set(index["dataset"]) | set(splits["dataset"])
-    manifest = pd.read_parquet(run.path("image_manifest"), columns=["dataset"])
-    assert (manifest["dataset"] == "external_4class").sum() == 21  # ingested all the same
+    manifest = pd.read_parquet(run.path("image_manifest"), columns=["dataset", "status"])
+    external = manifest[manifest["dataset"] == "external_4class"]
+    assert (external["status"] == "ok").sum() == 21  # ingested all the same
+    assert (external["status"] == "skipped").sum() == 9  # the tumours' masks: never images
 
 
 def test_copies_are_left_out_and_counted_and_the_rest_scored(external_run) -> None:
@@ -95,6 +103,21 @@ def test_copies_are_left_out_and_counted_and_the_rest_scored(external_run) -> No
         and table.loc[table["excluded"], "predicted_class"].isna().all()
     )
     assert table.loc[~table["excluded"], "predicted_class"].notna().all()
+
+
+def test_the_maps_are_scored_against_the_external_sets_lesion_masks(external_run) -> None:
+    run, _ = external_run
+    metadata = run.metadata["external_evaluation"]
+    result = json.loads(Path(metadata["path"].value).read_text())["datasets"]["external_4class"]
+    located = result["localisation"]
+    assert located["method"] == "gradcam" and 0 < located["n_images"] <= 9
+    for figure in ("pointing_game", "pointing_game_chance", "energy_in_lesion", "dice"):
+        interval = located[figure]
+        assert 0 <= interval["low"] <= interval["estimate"] <= interval["high"] <= 1
+    assert located["centre_baseline_pointing_game"]["estimate"] in {
+        k / located["n_images"] for k in range(located["n_images"] + 1)
+    }
+    assert located["deletion_auc"] >= 0 and located["deletion_auc_random"] >= 0
 
 
 def test_card_and_leaderboard_show_the_external_scores(external_run) -> None:

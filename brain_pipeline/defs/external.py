@@ -8,6 +8,8 @@ from brain_pipeline.core import artifact_names
 from brain_pipeline.core.artifacts import write_json, write_parquet
 from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.data import external, manifest_io
+from brain_pipeline.core.explain.comparison import localisation_of_rows
+from brain_pipeline.core.explain.method_names import DEFAULT_METHOD
 from brain_pipeline.core.model.external import external_scores, headline
 from brain_pipeline.core.model.training import predict_probabilities
 from brain_pipeline.defs.model_inputs import ModelInputs
@@ -24,7 +26,7 @@ NONE_CONFIGURED = (
 @dg.asset(
     deps=[trained_model, "image_manifest"],
     group_name="model",
-    code_version="1",
+    code_version="2",
     kinds={"scikitlearn"},
 )
 def external_evaluation(
@@ -98,6 +100,12 @@ def _score_each(context, inputs: ModelInputs, manifest, pool, external_names):
             tensors, _ = inputs.tensors(kept)
             probabilities = predict_probabilities(inputs.model, tensors)
         scores = external_scores(kept, probabilities, TARGET_CLASSES)
+        if len(kept):  # where its images have lesion masks: do the maps point at them?
+            located = localisation_of_rows(
+                inputs.model, kept, tensors, inputs.raw, inputs.preprocessing
+            )
+            if name in located:
+                scores["localisation"] = located[name] | {"method": DEFAULT_METHOD}
         scores["n_images_in_set"] = len(rows)
         scores["copies_excluded"] = {k: int(flags[k].sum()) for k in external.COPY_KINDS}
         results[name] = scores

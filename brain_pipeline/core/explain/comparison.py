@@ -12,15 +12,19 @@ import numpy as np
 import pandas as pd
 
 from brain_pipeline.core.classes import TARGET_CLASSES, TUMOR
+from brain_pipeline.core.data.lesions import lesion_masks_by_region
+from brain_pipeline.core.data.sources import RawDataConfig
 from brain_pipeline.core.explain.faithfulness import perturbation_aucs
 from brain_pipeline.core.explain.heatmaps import random_heatmaps
 from brain_pipeline.core.explain.localisation import (
     best_dice_percentile,
     cross_fitted_dice_percentiles,
 )
+from brain_pipeline.core.explain.method_names import DEFAULT_METHOD
 from brain_pipeline.core.explain.methods import explanation_maps
 from brain_pipeline.core.explain.scores import localisation_by_dataset
 from brain_pipeline.core.imaging.brain_mask import brain_mask
+from brain_pipeline.core.imaging.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def compare_methods(
 
     Each method's Dice threshold is chosen on `train` (lesioned images of patients the model
     trained on) where it holds any, else cross-fitted over the scored patients (each image's
-    threshold chosen on the other half of the patients)."""
+    threshold chosen on the other half of the patients; no Dice for a single patient)."""
     scored = scored.with_lesions()
     train = train.with_lesions() if train is not None else None
     brains = [brain_mask(image, skull_stripped=skull_stripped) for image in scored.images]
@@ -70,13 +74,17 @@ def compare_methods(
     for method in methods:
         started = time.perf_counter()
         maps = _tumour_maps(model, scored.images, method)
-        if train is not None and len(train.images):
+        if not len(maps):
+            percentile = None
+        elif train is not None and len(train.images):
             train_brains = [brain_mask(i, skull_stripped=skull_stripped) for i in train.images]
             train_maps = _tumour_maps(model, train.images, method)
             percentile = best_dice_percentile(train_maps, train.masks, train_brains)
-        else:
+        elif scored.owners["patient"].nunique() > 1:
             patients = scored.owners["patient"].to_numpy()
             percentile = cross_fitted_dice_percentiles(maps, scored.masks, brains, patients)
+        else:  # one patient: no other patients to choose a threshold on, so no Dice
+            percentile = None
         result[method] = localisation_by_dataset(
             maps,
             scored.masks,
@@ -105,3 +113,33 @@ def _deletion(model: keras.Model, scored: LesionedImages, maps: np.ndarray, data
         "deletion_auc": float(np.mean(aucs[0])),
         "deletion_auc_random": float(np.mean(aucs[1])),
     }
+
+
+def localisation_of_rows(
+    model: keras.Model,
+    rows: pd.DataFrame,
+    tensors: np.ndarray,
+    raw: RawDataConfig,
+    preprocessing: Preprocessing,
+    method: str = DEFAULT_METHOD,
+) -> dict[str, dict]:
+    """{dataset: localisation figures} of `method`'s tumour maps on the `rows` (manifest
+    rows with `lesion_mask`, `subject`, `group`; `tensors` their model inputs) that have a
+    lesion mask, Dice thresholds cross-fitted over their patients (the file names' subject,
+    else the near-duplicate group); empty where no row has a mask."""
+    masked = np.flatnonzero(rows["lesion_mask"].notna().to_numpy()) if "lesion_mask" in rows else []
+    if not len(masked):
+        return {}
+    subset = rows.iloc[masked].reset_index(drop=True)
+    regions = lesion_masks_by_region(raw, subset, preprocessing.image_size, ("whole_tumour",))
+    groups = "group:" + subset["group"].astype(str)
+    subject = subset["subject"] if "subject" in subset else pd.Series(None, index=subset.index)
+    owners = pd.DataFrame(
+        {"dataset": subset["dataset"], "patient": subject.where(subject.notna(), groups)}
+    )
+    images = np.asarray(tensors, np.float32)[masked]
+    scored = LesionedImages(images, regions["whole_tumour"], owners)
+    table = compare_methods(
+        model, scored, [method], skull_stripped=preprocessing.skull_strip, log=lambda _: None
+    )
+    return table[method]
