@@ -9,6 +9,7 @@ trained one (12 epochs) replaces it, and a second untrained one is kept out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,23 +63,32 @@ class Registry:
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-@pytest.fixture(scope="module")
-def registry(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("registry")
+@contextlib.contextmanager
+def registry_in(data_dir: Path, root: Path):
+    """A Registry with its own instance and artifacts under `root`; the environment stays
+    set until the block ends."""
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(root / "dagster"))
-    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(tiny_data_dir))
+    patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(data_dir))
     patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(root / "artifacts"))
-    prepare_home()
-    registry = Registry(tiny_data_dir, root)
-    registry.decisions = [
-        registry.train("compact_64_short", **UNTRAINED),
-        registry.train("stacked_96", epochs=12),
-        registry.train("compact_96", seed=5, **UNTRAINED),
-    ]
-    yield registry
-    registry.instance.dispose()
-    patch.undo()
+    try:
+        prepare_home()
+        registry = Registry(data_dir, root)
+        yield registry
+        registry.instance.dispose()
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    with registry_in(tiny_data_dir, tmp_path_factory.mktemp("registry")) as registry:
+        registry.decisions = [
+            registry.train("compact_64_short", **UNTRAINED),
+            registry.train("stacked_96", epochs=12),
+            registry.train("compact_96", seed=5, **UNTRAINED),
+        ]
+        yield registry
 
 
 def test_the_first_model_is_promoted_and_a_better_one_replaces_it(registry: Registry) -> None:

@@ -63,6 +63,9 @@ class ServingState:
         self.batcher: MicroBatcher | None = None
         self.reloads = 0
         self._reload_lock = asyncio.Lock()
+        # What the last look at the model's files found: "intact" or "unverified", and the
+        # problem (a damaged or missing champion) while the loaded model still answers.
+        self.files, self.problem = "unverified", None
 
     def _batcher_for(self, predictor: Predictor) -> MicroBatcher:
         batcher = MicroBatcher(
@@ -75,7 +78,9 @@ class ServingState:
         return batcher
 
     async def start(self) -> None:
-        self.predictor = await asyncio.to_thread(self.source.load)
+        choice = await asyncio.to_thread(self.source.choose)
+        self.predictor = await asyncio.to_thread(self.source.load, choice)
+        self.files = choice.files
         self.batcher = self._batcher_for(self.predictor)
         log.info("serving %s", self.predictor.version)
 
@@ -84,6 +89,7 @@ class ServingState:
         requests already queued are answered by the model they were prepared for."""
         async with self._reload_lock:
             choice = await asyncio.to_thread(self.source.choose)
+            self.files, self.problem = choice.files, None
             current = self.predictor
             if (
                 not force
@@ -109,7 +115,8 @@ class ServingState:
             await asyncio.sleep(self.settings.reload_seconds)
             try:
                 await self.reload()
-            except Exception:  # a broken promotion must not stop the model that serves
+            except Exception as exc:  # a broken promotion must not stop the model that serves
+                self.problem = f"{exc} (still serving {self.predictor.version}, loaded before)"
                 log.exception("reload failed; still serving %s", self.predictor.version)
 
     async def classify(self, images: list) -> tuple[Predictor, list[dict]]:
@@ -273,7 +280,9 @@ def _add_routes(app: FastAPI, state: ServingState, limits: UploadLimits) -> None
     async def health() -> dict:
         stats = state.batcher.stats
         return {
-            "status": "ok",
+            "status": "degraded" if state.problem else "ok",
+            "problem": state.problem,
+            "model_files": state.files,
             "model_version": state.predictor.version,
             "guard": state.predictor.guard is not None,
             "reloads": state.reloads,

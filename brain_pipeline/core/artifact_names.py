@@ -32,6 +32,7 @@ MODEL = "model.keras"
 TRAINING = "training.json"
 HISTORY = "history.json"
 PREPROCESSING = "preprocessing.json"
+CHECKSUMS = "checksums.json"  # sha256 of the files serving loads, recorded at training
 
 # model_evaluation, gradcam_gallery, ood_guard, external_evaluation.
 METRICS = "metrics.json"

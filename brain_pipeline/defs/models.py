@@ -24,6 +24,7 @@ from brain_pipeline.core.artifacts import (
 from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.lineage import provenance_chain
 from brain_pipeline.core.model import card as model_cards
+from brain_pipeline.core.model import integrity
 from brain_pipeline.core.model.external import headline, results_for_version
 from brain_pipeline.core.model.leaderboard import leaderboard_table, model_entry
 from brain_pipeline.core.model.promotion import (
@@ -234,6 +235,9 @@ def _decide_and_record(
         comparison, decision = _judge(context, challenger, champion, config)
         if config.force:
             decision = Decision("promoted", f"forced (force: true); {decision.reason}")
+        # Not even `force` promotes files that are no longer what training wrote.
+        if (files := integrity.check(Path(challenger["model_path"]).parent)).status != "intact":
+            decision = Decision("kept", f"its files fail verification: {files.describe()}")
         serving = challenger if decision.decision == "promoted" else champion
         return history.append(
             PromotionRecord(
@@ -252,7 +256,7 @@ def _decide_and_record(
         )
 
 
-@dg.asset(deps=[leaderboard], group_name="model", code_version="1", kinds={"json"})
+@dg.asset(deps=[leaderboard], group_name="model", code_version="2", kinds={"json"})
 def champion_model(
     context: dg.AssetExecutionContext, config: ChampionConfig, storage: PipelineStorage
 ) -> dg.MaterializeResult:
@@ -293,6 +297,7 @@ def record_manual_promotion(
         known = ", ".join(board["model_version"]) or "none"
         raise ValueError(f"no evaluated model version {version!r}; known: {known}")
     row, history = rows.iloc[0], promotion_history(storage)
+    integrity.verify(Path(row["model_path"]).parent, require_record=True)
     with history.locked():
         champion = history.champion()
         line = history.append(

@@ -7,6 +7,7 @@ from brain_pipeline.core import artifact_names, plots
 from brain_pipeline.core.artifacts import atomic_path, write_json
 from brain_pipeline.core.classes import TARGET_CLASSES
 from brain_pipeline.core.imaging.preprocessing import PREPROCESSING_VERSION
+from brain_pipeline.core.model import integrity
 from brain_pipeline.core.model.leaderboard import model_version_of
 from brain_pipeline.core.model.sweep import Sweep
 from brain_pipeline.core.model.tensors import tensors_for_rows
@@ -53,7 +54,7 @@ class TrainingParams(dg.Config):
 @dg.asset(
     deps=[dataset_splits],
     group_name="model",
-    code_version="8",
+    code_version="9",
     kinds={"keras", "tensorflow"},
     # One training at a time across runs (the pool's limit is the instance's), and its own
     # Celery queue so that a GPU worker can take only training steps.
@@ -156,4 +157,6 @@ def _save(step: ArtifactStep, result, core_config: TrainingConfig, *, n_train: i
             "n_val": int(n_val),
         },
     )
+    # Last: the sha256 of what serving loads, so later damage to the files can be told.
+    integrity.record_checksums(step.folder)
     return path

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brain_pipeline.core import artifact_names
+from brain_pipeline.core.artifact_names import CHECKSUMS
 from brain_pipeline.core.lineage import provenance_chain
+from brain_pipeline.core.model import integrity
 from brain_pipeline.core.model.leaderboard import model_version_of
 from brain_pipeline.core.model.promotion import PromotionHistory
 from brain_pipeline.core.serving.guard import find_guard
@@ -24,6 +26,7 @@ class ModelChoice:
     path: Path
     version: str
     how: str  # "champion" or "--model"
+    files: str = "unverified"  # "intact": every file matches the checksums of training
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class ModelSource:
             path = Path(self.model_path)
             if not path.is_file():
                 raise NoModelError(f"model file {path} does not exist")
-            return ModelChoice(path, version_of_file(path), "--model")
+            files = _verified(path, f"model {path}", "pass another --model")
+            return ModelChoice(path, version_of_file(path), "--model", files)
         registry = Path(self.artifacts_dir) / artifact_names.MODEL_REGISTRY
         champion = PromotionHistory(registry).champion()
         if champion is None:
@@ -50,12 +54,28 @@ class ModelSource:
                 f"the champion {champion['serving_version']}'s model file {path} no longer "
                 "exists; promote another version (`brain-pipeline models`) or pass --model PATH"
             )
-        return ModelChoice(path, champion["serving_version"], "champion")
+        version = champion["serving_version"]
+        files = _verified(
+            path,
+            f"the champion {version}",
+            "promote an intact version (`brain-pipeline models promote VERSION`) or pass "
+            "--model PATH",
+        )
+        return ModelChoice(path, version, "champion", files)
 
     def load(self, choice: ModelChoice | None = None) -> Predictor:
         choice = choice or self.choose()
         guard = find_guard(choice.path, self.artifacts_dir)
         return Predictor.load(choice.path, choice.version, guard)
+
+
+def _verified(path: Path, what: str, remedy: str) -> str:
+    """The integrity of the model folder's files (see core/model/integrity.py); a damaged
+    one is refused, naming each file, rather than loaded."""
+    files = integrity.check(path.parent) if (path.parent / CHECKSUMS).exists() else None
+    if files is not None and files.status == "damaged":
+        raise NoModelError(f"{what}'s files fail verification: {files.describe()}; {remedy}")
+    return files.status if files is not None else "unverified"
 
 
 def version_of_file(path: Path) -> str:
