@@ -237,7 +237,9 @@ def _decide_and_record(
             decision = Decision("promoted", f"forced (force: true); {decision.reason}")
         # Not even `force` promotes files that are no longer what training wrote.
         if (files := integrity.check(Path(challenger["model_path"]).parent)).status != "intact":
-            decision = Decision("kept", f"its files fail verification: {files.describe()}")
+            failed = f"its files fail verification: {files.describe()}"
+            kept = decision.decision == "kept"
+            decision = Decision("kept", f"{decision.reason}; {failed}" if kept else failed)
         serving = challenger if decision.decision == "promoted" else champion
         return history.append(
             PromotionRecord(
