@@ -32,14 +32,16 @@ UNTRAINED = {"epochs": 1, "learning_rate": 1e-6}
 
 
 class Registry:
-    def __init__(self, data_dir: Path, root: Path) -> None:
-        self.artifacts = root / "artifacts"
+    def __init__(self, data_dir: Path, artifacts: Path) -> None:
+        self.artifacts = artifacts
         self.defs = build_definitions(data_dir=data_dir, artifacts_dir=self.artifacts)
         self.instance = dg.DagsterInstance.get()
         self.history = PromotionHistory(self.artifacts / "model_registry")
 
-    def train(self, configuration: str, champion: dict | None = None, **settings) -> dict:
-        """Run full_pipeline for one configuration; the champion decision's metadata."""
+    def run(
+        self, configuration: str, champion: dict | None = None, raise_on_error=True, **settings
+    ):
+        """Run full_pipeline for one configuration (a partition); the run's result."""
         run_config = {
             "ops": {
                 "trained_model": {"config": {**TINY, **settings}},
@@ -47,9 +49,16 @@ class Registry:
                 **({"champion_model": {"config": champion}} if champion else {}),
             }
         }
-        result = self.defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
-            run_config=run_config, instance=self.instance, partition_key=configuration
+        return self.defs.resolve_job_def(FULL_PIPELINE_JOB).execute_in_process(
+            run_config=run_config,
+            instance=self.instance,
+            partition_key=configuration,
+            raise_on_error=raise_on_error,
         )
+
+    def train(self, configuration: str, champion: dict | None = None, **settings) -> dict:
+        """Run full_pipeline for one configuration; the champion decision's metadata."""
+        result = self.run(configuration, champion, **settings)
         assert result.success
         (event,) = [
             e
@@ -64,16 +73,17 @@ class Registry:
 
 
 @contextlib.contextmanager
-def registry_in(data_dir: Path, root: Path):
-    """A Registry with its own instance and artifacts under `root`; the environment stays
-    set until the block ends."""
+def registry_in(data_dir: Path, root: Path, artifacts: Path | None = None):
+    """A Registry with its own instance under `root` and its artifacts there too (or in
+    `artifacts`); the environment stays set until the block ends."""
+    artifacts = artifacts or root / "artifacts"
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(root / "dagster"))
     patch.setenv("BRAIN_PIPELINE_DATA_DIR", str(data_dir))
-    patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(root / "artifacts"))
+    patch.setenv("BRAIN_PIPELINE_ARTIFACTS_DIR", str(artifacts))
     try:
         prepare_home()
-        registry = Registry(data_dir, root)
+        registry = Registry(data_dir, artifacts)
         yield registry
         registry.instance.dispose()
     finally:

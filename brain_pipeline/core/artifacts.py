@@ -7,10 +7,12 @@ writer is killed mid-write.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,8 +54,29 @@ def atomic_path(destination: Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, destination)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(destination, exc.errno) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+class DiskFullError(OSError):
+    """No space (or quota) left while writing an artifact: names the file and what the file
+    system has left. The temporary file is removed; the previous version of the artifact,
+    if any, is untouched."""
+
+    def __init__(self, destination: Path, code: int = errno.ENOSPC, needed: int | None = None):
+        free = shutil.disk_usage(Path(destination).parent)
+        wants = f" (it needs about {needed / 1e6:.1f} MB)" if needed else ""
+        super().__init__(
+            code,
+            f"no space left on the device writing {destination}{wants}: {free.free / 1e6:.1f} "
+            f"MB free of {free.total / 1e6:.1f} MB on its file system; free space (or move the "
+            "artifacts root, BRAIN_PIPELINE_ARTIFACTS_DIR) and re-execute the run from failure",
+        )
+        self.destination = destination
 
 
 def write_bytes(destination: Path, data: bytes) -> Path:

@@ -265,6 +265,7 @@ def build_tensor_cache(
         array = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float16, shape=(len(files), size, size, 1)
         )
+        _reserve(tmp)
         for position, path in enumerate(files):
             array[position] = preprocess_image(load_image(Path(path)), preprocessing)
             if progress and ((position + 1) % 200 == 0 or position + 1 == len(files)):
@@ -272,6 +273,14 @@ def build_tensor_cache(
         array.flush()
         del array
     return np.load(cache_path, mmap_mode="r")
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: on a full disk this raises ENOSPC here
+    (an error that names the file) instead of killing the process with SIGBUS at the first
+    write into a page the file system cannot back."""
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
 
 
 def class_indices(labels: Sequence[str], class_names: Sequence[str]) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from brain_pipeline.core.artifacts import DiskFullError
 from brain_pipeline.core.imaging.preprocessing import Preprocessing
 from brain_pipeline.core.model.architectures import AugmentationConfig, build_model
 from brain_pipeline.core.model.inputs import batch_stream
@@ -120,6 +121,30 @@ class _EpochLogger(keras.callbacks.Callback):
         figures = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
         seconds = time.perf_counter() - self._started
         self._log(f"epoch {epoch + 1}/{self._total} ({seconds:.1f} s): {figures}")
+
+
+class _BackupSpaceGuard(keras.callbacks.Callback):
+    """Stops training with a DiskFullError naming the backup folder when its file system
+    cannot hold the next epoch's backup: HDF5, which the backup writes with, takes the whole
+    process down (a segmentation fault) when the disk fills during the write."""
+
+    def __init__(self, resume_dir: Path) -> None:
+        super().__init__()
+        self._folder = Path(resume_dir)
+
+    def _check(self) -> None:
+        variables = [*self.model.weights, *self.model.optimizer.variables]
+        state = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+        needed = 2 * state + 1_000_000  # the new backup beside the old, and HDF5's overhead
+        self._folder.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(self._folder).free < needed:
+            raise DiskFullError(self._folder / "latest.weights.h5", needed=needed)
+
+    def on_train_begin(self, logs=None) -> None:
+        self._check()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self._check()
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -381,6 +406,8 @@ def _callbacks(
     config: TrainingConfig, train_tensors, resume_dir: Path, early_stopping, epoch_logger, extra
 ) -> list[keras.callbacks.Callback]:
     callbacks = [
+        # Before the backup: HDF5 crashes the process when a disk fills under it.
+        _BackupSpaceGuard(resume_dir),
         # Saves state after every epoch and restores it when the same fit is started again.
         keras.callbacks.BackupAndRestore(str(resume_dir), delete_checkpoint=True),
         # Every epoch's figures, kept across a kill so the history is whole after a resume.
