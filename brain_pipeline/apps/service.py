@@ -169,12 +169,33 @@ def run_service(home: Path, host: str, port: int) -> int:
     # Handlers set explicitly: a shell that starts this in the background ignores SIGINT.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda received, _frame: stopping.append(received))
+    died = None
     try:
-        while not stopping and all(process.poll() is None for process in processes):
+        while not stopping and died is None:
             time.sleep(0.5)
+            died = next((p for p in processes if p.poll() is not None), None)
     finally:
         _stop_all(processes, grace_seconds=30)
-    return max(process.returncode or 0 for process in processes)
+    if died is None or stopping:  # Ctrl-C or SIGTERM reaches the children too
+        return 0
+    # One of the two stopped on its own: say which and how, and exit non-zero so that a
+    # supervisor (systemd, Kubernetes) restarts the service; queued runs wait in the run
+    # storage for the next daemon.
+    name = ("webserver", "daemon")[processes.index(died)]
+    print(
+        f"brain-pipeline service: the {name} (pid {died.pid}) {_how(died)}; stopped the "
+        "other, exiting with status 1 so that a supervisor restarts the service",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
+
+
+def _how(process: subprocess.Popen) -> str:
+    code = process.returncode
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
 
 
 def _stop_all(processes: list[subprocess.Popen], grace_seconds: float) -> None:
