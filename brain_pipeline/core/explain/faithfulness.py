@@ -27,7 +27,7 @@ from brain_pipeline.core.model.training import predict_probabilities
 DELETION_FILLS = ("blur", "zero")
 
 
-def _blurred_canvas(image: np.ndarray) -> np.ndarray:
+def blurred_canvas(image: np.ndarray) -> np.ndarray:
     """What insertion starts from and blurred deletion fills in (RISE's blur)."""
     return gaussian_blur(image, sigma=max(1.0, image.shape[0] / 16))
 
@@ -43,7 +43,7 @@ def _perturbation_curves(
     counts = np.round(np.linspace(0, flat.size, steps + 1)).astype(np.int64)
     changed = rank[None, :] < counts[:, None]
     # Insertion starts from a blurred image (RISE), so it is not just "any signal".
-    canvas = _blurred_canvas(image).ravel()
+    canvas = blurred_canvas(image).ravel()
     fills = {"blur": canvas[None, :], "zero": np.float32(0.0)}
     sequences = [np.where(changed, flat[None, :], canvas[None, :])]
     sequences += [np.where(changed, fills[fill], flat[None, :]) for fill in deletion_fills]

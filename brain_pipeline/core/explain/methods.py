@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from brain_pipeline.core.explain.faithfulness import blurred_canvas
 from brain_pipeline.core.explain.heatmaps import (
     CONV_TYPES,
     as_image_batch,
@@ -97,8 +98,8 @@ def _targets(logits: np.ndarray, class_indices: np.ndarray | None) -> np.ndarray
 
 
 def _blurred(image: np.ndarray) -> np.ndarray:
-    """(H, W, 1) -> the blurred canvas of deletion and insertion (faithfulness.py)."""
-    return gaussian_blur(image[..., 0], sigma=max(1.0, image.shape[0] / 16))[..., None]
+    """(H, W, 1) -> deletion's blurred canvas (faithfulness.blurred_canvas), (H, W, 1)."""
+    return blurred_canvas(image[..., 0])[..., None]
 
 
 def _positions(side: int, patch: int, stride: int) -> list[int]:

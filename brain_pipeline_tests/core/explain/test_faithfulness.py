@@ -7,8 +7,8 @@ import pytest
 
 from brain_pipeline.core.explain.faithfulness import (
     DELETION_FILLS,
-    _blurred_canvas,
     _perturbation_curves,
+    blurred_canvas,
     perturbation_aucs,
     randomize_weights,
     rank_correlation,
@@ -42,7 +42,7 @@ def test_blurred_deletion_ends_where_insertion_starts():
     rng = np.random.default_rng(0)
     image = rng.random((32, 32)).astype(np.float32)
     heatmap = rng.random((32, 32)).astype(np.float32)
-    canvas = _blurred_canvas(image)
+    canvas = blurred_canvas(image)
     insertion, blurred, zeroed = _perturbation_curves(image, heatmap, 4, ("blur", "zero"))
     np.testing.assert_allclose(blurred[0], image)  # nothing removed yet
     np.testing.assert_allclose(blurred[-1], canvas)  # everything removed: the blurred image
@@ -63,7 +63,7 @@ def test_blurred_deletion_ends_where_insertion_starts():
 def test_blurred_canvas_keeps_the_mean_and_removes_detail():
     rng = np.random.default_rng(1)
     image = rng.random((32, 32)).astype(np.float32)
-    canvas = _blurred_canvas(image)  # sigma 2 px at 32 px
+    canvas = blurred_canvas(image)  # sigma 2 px at 32 px
     assert canvas.shape == image.shape
     assert canvas.mean() == pytest.approx(image.mean(), abs=0.01)
     assert canvas.std() < 0.3 * image.std()
